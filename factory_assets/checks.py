@@ -1,0 +1,85 @@
+"""Quality gates. Blocking: a failed gate stops everything downstream (and, later, publishing)."""
+
+
+import warnings
+
+import dagster as dg
+import pysubs2
+from factory_assets.partitions import topics
+from factory_assets.script import script
+from factory_assets.subtitles import subtitles
+from factory_assets.video import video
+from factory_core.captions import caption_problems
+from factory_core.models import Script, Voiceover
+from factory_core.quality import script_problems, video_problems
+from factory_core.text import words_of
+from factory_core.timing import END_TAIL_S
+from factory_resources.ffmpeg import measure_loudness, probe
+from factory_resources.store import MediaStore
+
+
+# Partitioned asset checks are "preview" in 1.13; we rely on them and pin the version.
+warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec")
+
+
+def _result(problems: list[str], **metadata: object) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=not problems,
+        metadata={"problems": "; ".join(problems) or "none", **metadata},
+    )
+
+
+def _topic_dir(context: dg.AssetCheckExecutionContext, store: MediaStore):  # type: ignore[no-untyped-def]
+    return store.topic_dir(context.partition_key)
+
+
+@dg.asset_check(asset=script, blocking=True, partitions_def=topics)
+def script_is_publishable(
+    context: dg.AssetCheckExecutionContext, store: MediaStore
+) -> dg.AssetCheckResult:
+    """Hook and call to action present, duration within budget, metadata within platform limits."""
+    written = Script.model_validate_json((_topic_dir(context, store) / "script.json").read_text())
+    return _result(script_problems(written), estimated_s=written.estimated_duration_s)
+
+
+@dg.asset_check(asset=subtitles, blocking=True, partitions_def=topics)
+def captions_follow_narration(
+    context: dg.AssetCheckExecutionContext, store: MediaStore
+) -> dg.AssetCheckResult:
+    """Every narration word appears in the captions in order; timings monotonic, inside the audio."""
+    folder = _topic_dir(context, store)
+    written = Script.model_validate_json((folder / "script.json").read_text())
+    spoken = Voiceover.model_validate_json((folder / "voiceover.json").read_text())
+    subs = pysubs2.load(str(folder / "captions.srt"), encoding="utf-8")
+    problems = caption_problems(
+        words_of(written.narration), subs, spoken.duration_s + END_TAIL_S
+    )
+    return _result(problems, events=len(subs))
+
+
+@dg.asset_check(asset=video, blocking=True, partitions_def=topics)
+def video_meets_spec(
+    context: dg.AssetCheckExecutionContext, store: MediaStore
+) -> dg.AssetCheckResult:
+    """1080x1920, 30 fps, H.264/AAC, +faststart, duration near target, audible at -14 LUFS."""
+    folder = _topic_dir(context, store)
+    written = Script.model_validate_json((folder / "script.json").read_text())
+    info = probe(folder / "video.mp4")
+    loudness = measure_loudness(folder / "video.mp4") if info.audio_codec else None
+    problems = video_problems(
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        video_codec=info.video_codec,
+        pix_fmt=info.pix_fmt,
+        audio_codec=info.audio_codec,
+        duration_s=info.duration_s,
+        target_duration_s=written.target_duration_s,
+        integrated_lufs=loudness.integrated_lufs if loudness else None,
+        moov_first=info.moov_before_mdat,
+    )
+    return _result(
+        problems,
+        duration_s=round(info.duration_s, 2),
+        loudness_lufs=loudness.integrated_lufs if loudness else -120.0,
+    )

@@ -1,0 +1,63 @@
+"""What every topic asset does first: find its topic, its folder and its channel."""
+
+
+import base64
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import dagster as dg
+from pydantic import BaseModel
+
+from factory_core.models import ChannelProfile, TopicRequest
+from factory_resources.store import MediaStore
+
+M = TypeVar("M", bound=BaseModel)
+
+# Provider-backed stages retry transient faults; bad input raises Failure(allow_retries=False).
+PROVIDER_RETRY = dg.RetryPolicy(
+    max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+@dataclass(frozen=True)
+class TopicContext:
+    key: str
+    request: TopicRequest
+    channel: ChannelProfile
+    dir: Path
+
+
+def topic_context(context: dg.AssetExecutionContext, store: MediaStore) -> TopicContext:
+    key = context.partition_key
+    try:
+        request = store.load_request(key)
+        channel = store.channel_profile(request.channel)
+    except (FileNotFoundError, ValueError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    return TopicContext(key=key, request=request, channel=channel, dir=store.topic_dir(key))
+
+
+def load_stage(topic: TopicContext, filename: str, model: type[M], upstream: str) -> M:
+    path = topic.dir / filename
+    if not path.exists():
+        raise dg.Failure(
+            description=f"{upstream} for topic {topic.key!r} is missing ({path.name}); "
+            f"materialize {upstream} for this partition first",
+            allow_retries=False,
+        )
+    return model.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def image_preview(path: Path, width: int = 180) -> dg.MetadataValue:
+    """A small inline JPEG for the UI (metadata lives in the event log, so keep it a few KB)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        img.thumbnail((width, width * 2))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=60)
+    data = base64.b64encode(buf.getvalue()).decode()
+    return dg.MetadataValue.md(f"![preview](data:image/jpeg;base64,{data})")

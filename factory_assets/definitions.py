@@ -1,0 +1,54 @@
+"""The factory's Definitions: every asset, check, resource, job and sensor, in one place.
+
+Loads with an empty environment: offline providers need no keys. `$FACTORY_HOME` (default
+`.factory/` in the repository) holds all media; see README.md.
+"""
+
+
+import dagster as dg
+
+from factory_assets.checks import captions_follow_narration, script_is_publishable, video_meets_spec
+from factory_assets.report import batch_report
+from factory_assets.scene_images import scene_images
+from factory_assets.script import script
+from factory_assets.subtitles import subtitles
+from factory_assets.thumbnail import thumbnail
+from factory_assets.video import video
+from factory_assets.voiceover import voiceover
+from factory_resources.ffmpeg import FfmpegRenderer
+from factory_resources.images import SceneImageMaker
+from factory_resources.script_writers import OfflineScriptWriter
+from factory_resources.store import MediaStore
+from factory_resources.voices import OfflineVoice
+from factory_sensors.jobs import produce_topic, report_job
+from factory_sensors.topic_batch import topic_batch_sensor
+
+TOPIC_ASSETS = [script, voiceover, scene_images, subtitles, video, thumbnail]
+CHECKS = [script_is_publishable, captions_follow_narration, video_meets_spec]
+
+
+def offline_resources(home: str = "") -> dict[str, object]:
+    """The embedded default: every provider runs on this machine."""
+    return {
+        "store": MediaStore(home=home),
+        "script_writer": OfflineScriptWriter(),
+        "voice": OfflineVoice(),
+        "image_maker": SceneImageMaker(),
+        "renderer": FfmpegRenderer(),
+    }
+
+
+def build_definitions(home: str = "") -> dg.Definitions:
+    return dg.Definitions(
+        assets=[*TOPIC_ASSETS, batch_report],
+        asset_checks=CHECKS,
+        jobs=[produce_topic, report_job],
+        sensors=[topic_batch_sensor],
+        resources=offline_resources(home),
+        # One process per run, steps in order: a topic's stages are sequential anyway, and a
+        # subprocess per step would re-import the code (seconds each on 2 cores).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,89 @@
+"""Where each topic stands, read from the Dagster instance and the media store."""
+
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from factory_assets.partitions import topics
+from factory_resources.store import MediaStore
+
+
+@dataclass
+class TopicStatus:
+    key: str
+    topic: str
+    channel: str
+    status: str  # done | failed | pending
+    video: str | None
+    duration_s: float | None
+    cost_usd: float
+    error: str | None
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first step failure of a run, as the user-facing description or error message."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        data = record.dagster_event.step_failure_data if record.dagster_event else None
+        if data is None:
+            continue
+        step = record.dagster_event.step_key if record.dagster_event else "step"
+        if data.user_failure_data and data.user_failure_data.description:
+            return f"{step}: {data.user_failure_data.description}"
+        if data.error:
+            return f"{step}: {data.error.message.strip().splitlines()[-1]}"
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data if record.dagster_event else None
+        if evaluation is not None and not getattr(evaluation, "passed", True):
+            problems = evaluation.metadata.get("problems")
+            return f"check {evaluation.check_name} failed: {problems.value if problems else ''}"
+    return "run failed (see the run log in the Dagster UI)"
+
+
+def topic_status(instance: dg.DagsterInstance, store: MediaStore, key: str) -> TopicStatus:
+    folder = store.topic_dir(key)
+    try:
+        request = store.load_request(key)
+        topic, channel = request.topic, request.channel
+    except (FileNotFoundError, ValueError):
+        topic, channel = "", ""
+    video = folder / "video.mp4"
+    done = key in instance.get_materialized_partitions(dg.AssetKey("video"))
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}), limit=1)
+    latest = runs[0] if runs else None
+    error = None
+    status = "pending"
+    if latest is not None and latest.status == dg.DagsterRunStatus.FAILURE:
+        status, error = "failed", failure_reason(instance, latest.run_id)
+    elif done and video.exists():
+        status = "done"
+    duration = None
+    if status == "done" and (folder / "voiceover.json").exists():
+        duration = _video_duration(folder)
+    return TopicStatus(
+        key=key,
+        topic=topic,
+        channel=channel,
+        status=status,
+        video=str(video) if status == "done" else None,
+        duration_s=duration,
+        cost_usd=0.0,
+        error=error,
+    )
+
+
+def _video_duration(folder: Path) -> float | None:
+    plan = folder / "render_plan.json"
+    if plan.exists():
+        return float(json.loads(plan.read_text())["duration_s"])
+    return None
+
+
+def all_statuses(instance: dg.DagsterInstance, store: MediaStore) -> list[TopicStatus]:
+    keys = instance.get_dynamic_partitions(topics.name)
+    return [topic_status(instance, store, key) for key in keys]

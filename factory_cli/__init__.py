@@ -1,0 +1,1 @@
+"""The `factory` command line: submit, run, status and ui over the same Definitions."""

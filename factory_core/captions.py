@@ -1,0 +1,235 @@
+"""Caption planning: word timings into short caption events, written as SRT and ASS by pysubs2.
+
+Layout follows the platforms' safe areas for 1080x1920: Shorts, Reels and TikTok draw their
+buttons over the right edge and their caption/description band over the bottom fifth, so
+captions sit in the lower middle, clear of both.
+"""
+
+from __future__ import annotations
+
+import pysubs2
+from pydantic import BaseModel
+
+from factory_core.models import BrandKit, WordTiming
+from factory_core.text import normalise_for_identity, words_of
+
+FRAME_W, FRAME_H = 1080, 1920
+SAFE_LEFT, SAFE_RIGHT = 90, 170  # right side: like/comment/share buttons
+SAFE_BOTTOM = 520  # bottom band: title, description and progress bar overlays
+CAPTION_FONT = "DejaVu Sans"
+CAPTION_SIZE = 84
+MAX_WORDS = 3
+MAX_LINES = 2
+# DejaVu Sans Bold averages about 0.62 em per character in mixed-case Latin and Cyrillic.
+CHAR_WIDTH_EM = 0.62
+LINGER_S = 0.35  # keep a caption up briefly after its last word so it can be read
+MIN_EVENT_S = 0.25
+
+
+class CaptionEvent(BaseModel):
+    start: float
+    end: float
+    words: list[WordTiming]
+    lines: list[str]
+    font_size: int
+
+
+def usable_width() -> int:
+    return FRAME_W - SAFE_LEFT - SAFE_RIGHT
+
+
+def text_width(text: str, font_size: int) -> float:
+    return len(text) * font_size * CHAR_WIDTH_EM
+
+
+def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[CaptionEvent]:
+    """Group words into events of 1-3 words and at most 2 lines, never splitting a word.
+
+    A group also ends at a sentence end or a comma, so captions follow the phrasing.
+    """
+    max_width = usable_width()
+    groups: list[list[WordTiming]] = []
+    current: list[WordTiming] = []
+    for i, word in enumerate(words):
+        trial = [*current, word]
+        if current and (len(trial) > MAX_WORDS or len(_wrap(trial, font_size, max_width)) > MAX_LINES):
+            groups.append(current)
+            trial = [word]
+        current = trial
+        next_word = words[i + 1] if i + 1 < len(words) else None
+        phrase_end = word.word.endswith((",", ";", ":", ".", "!", "?", "…")) or (
+            next_word is not None and next_word.sentence_index != word.sentence_index
+        )
+        if phrase_end:
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+
+    events: list[CaptionEvent] = []
+    for i, group in enumerate(groups):
+        start = group[0].start
+        end = group[-1].end + LINGER_S
+        if i + 1 < len(groups):
+            end = min(end, groups[i + 1][0].start)
+        end = max(end, start + MIN_EVENT_S)
+        size = _fitted_size(group, font_size, max_width)
+        events.append(
+            CaptionEvent(
+                start=round(start, 3),
+                end=round(end, 3),
+                words=group,
+                lines=_wrap(group, size, max_width),
+                font_size=size,
+            )
+        )
+    # A minimum length must not push an event over the next one.
+    for prev, nxt in zip(events, events[1:], strict=False):
+        if prev.end > nxt.start:
+            prev.end = nxt.start
+    return events
+
+
+def _wrap(group: list[WordTiming], font_size: int, max_width: int) -> list[str]:
+    lines: list[str] = []
+    for word in group:
+        if lines and text_width(f"{lines[-1]} {word.word}", font_size) <= max_width:
+            lines[-1] = f"{lines[-1]} {word.word}"
+        else:
+            lines.append(word.word)
+    return lines
+
+
+def _fitted_size(group: list[WordTiming], font_size: int, max_width: int) -> int:
+    """Shrink only when a single word is wider than the safe area (long German-style words)."""
+    widest = max(len(w.word) for w in group)
+    if text_width("x" * widest, font_size) <= max_width:
+        return font_size
+    return max(36, int(max_width / (widest * CHAR_WIDTH_EM)))
+
+
+def _ass_colour(hex_colour: str, alpha: int = 0) -> pysubs2.Color:
+    value = hex_colour.lstrip("#")
+    return pysubs2.Color(int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16), alpha)
+
+
+def _override_colour(hex_colour: str) -> str:
+    value = hex_colour.lstrip("#")
+    return f"&H{value[4:6]}{value[2:4]}{value[0:2]}&".upper()
+
+
+def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) -> pysubs2.SSAFile:
+    """Word-by-word highlight: the spoken word in the accent colour, the rest in the text colour."""
+    subs = pysubs2.SSAFile()
+    subs.info.update({"PlayResX": str(FRAME_W), "PlayResY": str(FRAME_H), "WrapStyle": "2"})
+    subs.styles["Caption"] = pysubs2.SSAStyle(
+        fontname=CAPTION_FONT,
+        fontsize=CAPTION_SIZE,
+        bold=True,
+        primarycolor=_ass_colour(brand.text),
+        outlinecolor=_ass_colour("#000000"),
+        backcolor=_ass_colour("#000000", alpha=110),
+        outline=6,
+        shadow=3,
+        alignment=pysubs2.Alignment.BOTTOM_CENTER,
+        marginl=SAFE_LEFT,
+        marginr=SAFE_RIGHT,
+        marginv=SAFE_BOTTOM + 140,
+    )
+    subs.styles["Handle"] = pysubs2.SSAStyle(
+        fontname=CAPTION_FONT,
+        fontsize=40,
+        bold=True,
+        primarycolor=_ass_colour(brand.text, alpha=90),
+        outlinecolor=_ass_colour("#000000", alpha=120),
+        outline=2,
+        shadow=0,
+        alignment=pysubs2.Alignment.TOP_LEFT,
+        marginl=60,
+        marginv=140,
+    )
+    accent = _override_colour(brand.accent)
+    for event in events:
+        for i, word in enumerate(event.words):
+            start = event.start if i == 0 else word.start
+            end = event.words[i + 1].start if i + 1 < len(event.words) else event.end
+            if end - start <= 0:
+                continue
+            subs.append(
+                pysubs2.SSAEvent(
+                    start=pysubs2.make_time(s=start),
+                    end=pysubs2.make_time(s=end),
+                    style="Caption",
+                    text=_highlighted(event, i, accent),
+                )
+            )
+    if brand.handle:
+        subs.append(
+            pysubs2.SSAEvent(
+                start=0, end=pysubs2.make_time(s=duration_s), style="Handle", text=_escape(brand.handle)
+            )
+        )
+    return subs
+
+
+def _highlighted(event: CaptionEvent, active: int, accent: str) -> str:
+    size = f"{{\\fs{event.font_size}}}" if event.font_size != CAPTION_SIZE else ""
+    lines: list[str] = []
+    index = 0
+    for line in event.lines:
+        parts = []
+        for token in line.split(" "):
+            text = _escape(token)
+            parts.append(f"{{\\c{accent}}}{text}{{\\r}}" if index == active else text)
+            index += 1
+        lines.append(" ".join(parts))
+    return size + "\\N".join(lines)
+
+
+def _escape(text: str) -> str:
+    # Braces open override blocks and a backslash starts a tag in ASS; neither may come from text.
+    return text.replace("\\", "/").replace("{", "(").replace("}", ")")
+
+
+def build_srt(events: list[CaptionEvent]) -> pysubs2.SSAFile:
+    subs = pysubs2.SSAFile()
+    for event in events:
+        subs.append(
+            pysubs2.SSAEvent(
+                start=pysubs2.make_time(s=event.start),
+                end=pysubs2.make_time(s=event.end),
+                text="\\N".join(event.lines),
+            )
+        )
+    return subs
+
+
+def caption_problems(
+    narration_words: list[str], subs: pysubs2.SSAFile, audio_duration_s: float
+) -> list[str]:
+    """Every narration word appears in the captions, in order; timings monotonic, inside the audio."""
+    problems: list[str] = []
+    caption_words = [
+        normalise_for_identity(w) for e in subs for w in words_of(e.plaintext)
+    ]
+    expected = [normalise_for_identity(w) for w in narration_words]
+    if caption_words != expected:
+        missing = next(
+            (
+                f"word {i + 1} {exp!r} (captions have {got!r})"
+                for i, (exp, got) in enumerate(zip(expected, caption_words, strict=False))
+                if exp != got
+            ),
+            f"{len(expected)} narration words but {len(caption_words)} caption words",
+        )
+        problems.append(f"captions differ from the narration at {missing}")
+    previous_end = 0
+    for event in subs:
+        if event.start < previous_end:
+            problems.append(f"caption at {event.start / 1000:.2f}s starts before the previous ends")
+        if event.end <= event.start:
+            problems.append(f"caption at {event.start / 1000:.2f}s has no duration")
+        if event.end / 1000 > audio_duration_s + 0.05:
+            problems.append(f"caption at {event.start / 1000:.2f}s ends after the audio")
+        previous_end = event.end
+    return problems

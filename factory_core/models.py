@@ -1,0 +1,143 @@
+"""Domain models: the contracts between the factory's stages.
+
+Pure pydantic, no I/O. Every stage reads and writes these as JSON beside its media files.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+HEX_COLOUR = r"^#[0-9A-Fa-f]{6}$"
+
+
+class Language(StrEnum):
+    EN = "en"
+    RU = "ru"
+
+
+class BrandKit(BaseModel):
+    """A channel's colours and marks; every procedural picture and caption uses them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    primary: str = Field("#14213D", pattern=HEX_COLOUR)
+    secondary: str = Field("#2A9D8F", pattern=HEX_COLOUR)
+    accent: str = Field("#FFD166", pattern=HEX_COLOUR)
+    text: str = Field("#FFFFFF", pattern=HEX_COLOUR)
+    handle: str = Field("", max_length=40, description="Shown as a watermark, e.g. @mychannel.")
+
+
+class ChannelProfile(BaseModel):
+    """Per-channel settings, read from `$FACTORY_HOME/channels/<channel>/channel.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    language: Language = Language.EN
+    style: str = "explainer"
+    target_duration_s: float = Field(30.0, ge=10, le=60)
+    brand: BrandKit = Field(default_factory=BrandKit)
+    music_volume_db: float = Field(-20.0, ge=-40, le=0, description="Music bed level before ducking.")
+    voice_speed: float = Field(1.0, ge=0.7, le=1.4, description="1.2 speaks 20% faster.")
+
+
+class TopicRequest(BaseModel):
+    """One validated row of a topic batch: what the factory is asked to make."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    channel: str
+    topic: str = Field(description="The topic text as the user gave it (cleaned of control chars).")
+    language: Language = Language.EN
+    style: str = "explainer"
+    duration_s: float = Field(30.0, ge=10, le=60)
+    script: str | None = Field(None, description="A user's own narration, used verbatim.")
+    source_file: str = ""
+
+
+class Scene(BaseModel):
+    index: int
+    narration: str
+    sentences: list[str]
+    visual_prompt: str
+    keywords: list[str]
+    planned_start_s: float
+    planned_duration_s: float
+
+
+class Script(BaseModel):
+    topic: str
+    language: Language
+    title: str
+    description: str
+    hashtags: list[str]
+    hook: str
+    body_points: list[str]
+    call_to_action: str
+    scenes: list[Scene]
+    target_duration_s: float
+    estimated_duration_s: float
+    chars_per_second: float
+    source: str = Field(description="'composer' (offline writer) or 'user' (verbatim script).")
+
+    @property
+    def sentences(self) -> list[str]:
+        return [s for scene in self.scenes for s in scene.sentences]
+
+    @property
+    def narration(self) -> str:
+        return " ".join(self.sentences)
+
+
+class WordTiming(BaseModel):
+    word: str
+    start: float
+    end: float
+    sentence_index: int
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: float, info) -> float:  # type: ignore[no-untyped-def]
+        start = info.data.get("start", 0.0)
+        return max(end, start)
+
+
+class SentenceSpan(BaseModel):
+    index: int
+    text: str
+    start: float
+    end: float
+
+
+class Voiceover(BaseModel):
+    audio_file: str
+    duration_s: float
+    sample_rate: int
+    words: list[WordTiming]
+    sentences: list[SentenceSpan]
+    provider: str
+    voice: str
+
+
+class SceneSpan(BaseModel):
+    index: int
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class SceneImage(BaseModel):
+    index: int
+    image_file: str
+    source: str = Field(description="'media:<file>' when taken from the channel's folder, else 'procedural'.")
+    span: SceneSpan
+
+
+class SceneImages(BaseModel):
+    images: list[SceneImage]

@@ -1,0 +1,250 @@
+"""The offline script writer: a deterministic composer from the topic, in English and Russian.
+
+It has no knowledge of the world, so it writes a well-shaped explainer around the topic: a hook,
+three to five points, a call to action, sized to the duration budget with the voice's measured
+speaking rate. A user's own script is used verbatim, split into scenes at sentence ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from factory_core.models import Language, Scene, Script, TopicRequest
+from factory_core.platforms import fit_description, fit_hashtags, fit_title
+from factory_core.text import STOPWORDS, keywords, shorten, speakable, split_sentences
+from factory_core.timing import estimate_duration
+
+MIN_SCENES = 4
+MAX_SCENES = 7
+
+
+@dataclass(frozen=True)
+class _Templates:
+    hooks: tuple[str, ...]
+    points: tuple[tuple[str, str], ...]  # (main sentence, optional follow-up)
+    ctas: tuple[str, ...]
+    fillers: tuple[str, ...]
+    description: str
+
+
+_EN = _Templates(
+    hooks=(
+        "Here is what most people get wrong about {s}.",
+        "You have heard of {s}, but have you seen the full picture?",
+        "Give me thirty seconds and {s} will make sense.",
+        "Let's talk about {s}, quickly and clearly.",
+    ),
+    points=(
+        ("Start with the basics.", "Once the core idea clicks, everything else follows."),
+        ("Look at the context.", "The details around it change the whole story."),
+        ("Notice the pattern.", "The same simple rule keeps showing up again and again."),
+        ("Small choices add up.", "Tiny steps repeated every day beat one big effort."),
+        ("Ask who benefits and why.", "That question cuts through most of the noise."),
+        ("Watch the common mistakes.", "Most people skip the simple checks and pay for it later."),
+        ("Test it yourself.", "A small experiment teaches more than a long article."),
+    ),
+    ctas=(
+        "Follow for more short explainers, and tell me what to cover next.",
+        "Save this for later and share it with a friend who needs it.",
+        "Subscribe for one clear idea every day.",
+    ),
+    fillers=(
+        "Keep that in mind.",
+        "It is simpler than it looks.",
+        "This is where it gets interesting.",
+        "Think about it for a second.",
+        "That changes how you see it.",
+        "And it works more often than you would expect.",
+    ),
+    description="A thirty second explainer about {t}. New shorts every day.",
+)
+
+_RU = _Templates(
+    hooks=(
+        "Вот что многие упускают в теме «{s}».",
+        "Все слышали про «{s}», но мало кто видит картину целиком.",
+        "Дайте мне тридцать секунд, и тема «{s}» станет понятной.",
+        "Коротко и ясно: «{s}».",
+    ),
+    points=(
+        ("Начнём с основ.", "Когда понятна главная идея, остальное складывается само."),
+        ("Посмотрите на контекст.", "Детали вокруг меняют всю историю."),
+        ("Заметьте закономерность.", "Одно простое правило повторяется снова и снова."),
+        ("Мелочи складываются.", "Маленькие шаги каждый день сильнее одного рывка."),
+        ("Спросите, кому это выгодно.", "Этот вопрос отсекает большую часть шума."),
+        ("Избегайте типичных ошибок.", "Многие пропускают простые проверки и платят за это."),
+        ("Проверьте сами.", "Маленький опыт учит больше длинной статьи."),
+    ),
+    ctas=(
+        "Подпишитесь, чтобы не пропустить новые ролики, и напишите, о чём рассказать дальше.",
+        "Сохраните видео и отправьте другу, которому это пригодится.",
+        "Подписывайтесь: одна ясная идея каждый день.",
+    ),
+    fillers=(
+        "Запомните это.",
+        "Всё проще, чем кажется.",
+        "Здесь начинается самое интересное.",
+        "Задумайтесь об этом на секунду.",
+        "Это меняет взгляд на вещи.",
+        "И это работает чаще, чем кажется.",
+    ),
+    description="Короткое объяснение на тему «{t}». Новые ролики каждый день.",
+)
+
+_TEMPLATES = {Language.EN: _EN, Language.RU: _RU}
+
+
+def subject_of(topic: str) -> str:
+    """The topic as a short spoken phrase: the first clause, at most 8 words."""
+    text = speakable(topic)
+    for stop in (". ", "? ", "! ", "; ", ": ", " - ", " — "):
+        head = text.split(stop)[0]
+        if len(head.split()) >= 2:
+            text = head
+            break
+    subject = shorten(text, max_words=8, max_chars=60).strip(" .,!?;:-—\"'«»/\\")
+    # "Why do cats..." reads as a phrase inside a sentence; keep acronyms like "NASA" as they are.
+    first = subject.split(" ", 1)[0]
+    if first.casefold() in STOPWORDS and first[1:].islower():
+        subject = subject[0].lower() + subject[1:]
+    return subject
+
+
+def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
+    """A script for the request, fitted to its duration budget at the given speaking rate."""
+    if request.script:
+        return _verbatim_script(request, chars_per_second)
+    t = _TEMPLATES[request.language]
+    seed = int(hashlib.sha256(request.key.encode()).hexdigest(), 16)
+    subject = subject_of(request.topic)
+    hook = t.hooks[seed % len(t.hooks)].format(s=subject)
+    cta = t.ctas[(seed >> 8) % len(t.ctas)]
+    start = (seed >> 16) % len(t.points)
+    order = [t.points[(start + i) % len(t.points)] for i in range(len(t.points))]
+
+    budget = request.duration_s
+    best: list[list[str]] | None = None
+    # Try three to five points, each with or without its follow-up; keep the fit closest to
+    # the budget (ties go to more points: more scenes keep the picture moving).
+    for n_points in (5, 4, 3):
+        for follow_ups in range(n_points, -1, -1):
+            points = [
+                [main, extra] if i < follow_ups else [main]
+                for i, (main, extra) in enumerate(order[:n_points])
+            ]
+            candidate = [[hook], *points, [cta]]
+            if best is None or _fit_error(candidate, chars_per_second, budget) < _fit_error(
+                best, chars_per_second, budget
+            ):
+                best = candidate
+    assert best is not None
+    best = _pad_with_fillers(best, t.fillers, chars_per_second, budget, seed)
+    body_points = [" ".join(s) for s in best[1:-1]]
+    return _assemble(request, best, hook, body_points, cta, chars_per_second, "composer")
+
+
+def _fit_error(scenes: list[list[str]], cps: float, budget: float) -> float:
+    return abs(estimate_duration([s for sc in scenes for s in sc], cps) - budget)
+
+
+def _pad_with_fillers(
+    scenes: list[list[str]], fillers: tuple[str, ...], cps: float, budget: float, seed: int
+) -> list[list[str]]:
+    """A slow voice or a long budget: add short bridge sentences until the fit stops improving."""
+    scenes = [list(s) for s in scenes]
+    for i in range(len(fillers) * 3):
+        if estimate_duration([s for sc in scenes for s in sc], cps) >= budget * 0.97:
+            break
+        trial = [list(s) for s in scenes]
+        target = 1 + (i % (len(trial) - 2))
+        trial[target].append(fillers[(seed + i) % len(fillers)])  # cycles through all
+        if _fit_error(trial, cps, budget) >= _fit_error(scenes, cps, budget):
+            break
+        scenes = trial
+    return scenes
+
+
+def _verbatim_script(request: TopicRequest, cps: float) -> Script:
+    assert request.script is not None
+    sentences = split_sentences(request.script) or [request.script]
+    groups = _group_sentences(sentences)
+    hook = sentences[0]
+    cta = sentences[-1] if len(sentences) > 1 else ""
+    body = sentences[1:-1] if len(sentences) > 2 else []
+    return _assemble(request, groups, hook, body, cta, cps, "user")
+
+
+def _group_sentences(sentences: list[str]) -> list[list[str]]:
+    """Split a user's sentences into at most MAX_SCENES scenes of near-equal length, in order."""
+    n_scenes = min(MAX_SCENES, len(sentences))
+    total_words = sum(len(s.split()) for s in sentences)
+    groups: list[list[str]] = []
+    current: list[str] = []
+    words_so_far = 0
+    for i, sentence in enumerate(sentences):
+        current.append(sentence)
+        words_so_far += len(sentence.split())
+        remaining_sentences = len(sentences) - i - 1
+        remaining_scenes = n_scenes - len(groups) - 1
+        due = words_so_far >= total_words * (len(groups) + 1) / n_scenes
+        if remaining_scenes > 0 and (due or remaining_sentences == remaining_scenes):
+            groups.append(current)
+            current = []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _assemble(
+    request: TopicRequest,
+    scene_sentences: list[list[str]],
+    hook: str,
+    body_points: list[str],
+    cta: str,
+    cps: float,
+    source: str,
+) -> Script:
+    t = _TEMPLATES[request.language]
+    scenes: list[Scene] = []
+    clock = 0.0
+    topic_words = keywords(request.topic, limit=3)
+    for index, sentences in enumerate(scene_sentences):
+        narration = " ".join(sentences)
+        duration = estimate_duration(sentences, cps)
+        words = keywords(narration, limit=3) if index > 0 else []
+        scene_words = (words + [w for w in topic_words if w not in words])[:3] or topic_words
+        scenes.append(
+            Scene(
+                index=index,
+                narration=narration,
+                sentences=sentences,
+                keywords=scene_words,
+                visual_prompt=(
+                    f"{', '.join(scene_words) or subject_of(request.topic)}; {request.style} style, "
+                    "vertical 9:16 composition, bold shapes, high contrast"
+                ),
+                planned_start_s=round(clock, 2),
+                planned_duration_s=round(duration, 2),
+            )
+        )
+        clock += duration
+    all_sentences = [s for group in scene_sentences for s in group]
+    title = fit_title(subject_of(request.topic)[:1].upper() + subject_of(request.topic)[1:])
+    return Script(
+        topic=request.topic,
+        language=request.language,
+        title=title,
+        description=fit_description(t.description.format(t=subject_of(request.topic))),
+        hashtags=fit_hashtags([*topic_words, request.style, "shorts"]),
+        hook=hook,
+        body_points=body_points,
+        call_to_action=cta,
+        scenes=scenes,
+        target_duration_s=(
+            request.duration_s if source == "composer" else round(estimate_duration(all_sentences, cps), 2)
+        ),
+        estimated_duration_s=round(estimate_duration(all_sentences, cps), 2),
+        chars_per_second=round(cps, 3),
+        source=source,
+    )

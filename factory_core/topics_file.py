@@ -1,0 +1,236 @@
+"""Topic batch files: CSV, plain text or YAML in, validated topic requests and per-row verdicts out."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from pathlib import PurePath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+
+from factory_core.models import Language, TopicRequest
+from factory_core.slugs import channel_slug, topic_key
+from factory_core.text import clean_text, detect_language, has_letters, speakable
+
+MAX_TOPIC_CHARS = 500
+MAX_SCRIPT_CHARS = 3000
+MAX_ROWS = 1000
+MIN_DURATION_S, MAX_DURATION_S = 10, 60
+MAX_FILE_BYTES = 2_000_000
+SUPPORTED_SUFFIXES = (".csv", ".txt", ".yaml", ".yml")
+CSV_COLUMNS = ("topic", "language", "style", "duration", "script")
+
+
+class TopicFileError(ValueError):
+    """The whole file cannot be read; the message names the file and says what to fix."""
+
+
+class RowVerdict(BaseModel):
+    row: int
+    topic: str
+    status: str  # "accepted" | "duplicate" | "rejected"
+    key: str | None = None
+    reason: str | None = None
+
+
+class TopicBatch(BaseModel):
+    channel: str
+    source_file: str
+    accepted: list[TopicRequest]
+    verdicts: list[RowVerdict]
+
+    @property
+    def rejected(self) -> list[RowVerdict]:
+        return [v for v in self.verdicts if v.status != "accepted"]
+
+
+def parse_topic_file(
+    filename: str,
+    content: bytes,
+    *,
+    channel: str,
+    default_duration_s: float = 30.0,
+    existing_keys: Iterable[str] = (),
+) -> TopicBatch:
+    """Validate every row; one bad row never rejects the others."""
+    chan = channel_slug(channel)
+    name = PurePath(filename).name
+    raw_rows = _read_rows(name, content)
+    existing = set(existing_keys)
+    accepted: list[TopicRequest] = []
+    verdicts: list[RowVerdict] = []
+    for number, row in enumerate(raw_rows, start=1):
+        topic_text = clean_text(str(row.get("topic") or ""))
+        try:
+            request = _validate_row(row, chan, name, default_duration_s)
+        except ValueError as exc:
+            verdicts.append(
+                RowVerdict(row=number, topic=topic_text[:200], status="rejected", reason=str(exc))
+            )
+            continue
+        if request.key in existing:
+            verdicts.append(
+                RowVerdict(
+                    row=number,
+                    topic=request.topic[:200],
+                    status="duplicate",
+                    key=request.key,
+                    reason="the same topic is already in this batch or on this channel",
+                )
+            )
+            continue
+        existing.add(request.key)
+        accepted.append(request)
+        verdicts.append(
+            RowVerdict(row=number, topic=request.topic[:200], status="accepted", key=request.key)
+        )
+    return TopicBatch(channel=chan, source_file=name, accepted=accepted, verdicts=verdicts)
+
+
+def _read_rows(name: str, content: bytes) -> list[dict[str, Any]]:
+    suffix = PurePath(name).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise TopicFileError(
+            f"{name}: unsupported file type {suffix or '(none)'}; "
+            "use .csv (a 'topic' column), .txt (one topic per line) or .yaml"
+        )
+    if len(content) > MAX_FILE_BYTES:
+        raise TopicFileError(f"{name}: file is larger than {MAX_FILE_BYTES} bytes; split the batch")
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TopicFileError(f"{name}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
+    if suffix == ".csv":
+        rows = _read_csv(name, text)
+    elif suffix == ".txt":
+        rows = [
+            {"topic": line}
+            for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+    else:
+        rows = _read_yaml(name, text)
+    if len(rows) > MAX_ROWS:
+        raise TopicFileError(f"{name}: {len(rows)} rows; at most {MAX_ROWS} per file, split it")
+    return rows
+
+
+def _read_csv(name: str, text: str) -> list[dict[str, Any]]:
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+        if "topic" not in fields:
+            raise TopicFileError(
+                f"{name}: no 'topic' column in the header (found {fields or 'no header'}); "
+                f"the first line must name the columns, e.g. {','.join(CSV_COLUMNS)}"
+            )
+        rows = []
+        for row in reader:
+            clean = {(k or "").strip().lower(): v for k, v in row.items() if k is not None}
+            if any((v or "").strip() for v in clean.values() if isinstance(v, str)):
+                rows.append(clean)
+        return rows
+    except csv.Error as exc:
+        raise TopicFileError(f"{name}: malformed CSV ({exc}); check quotes and separators") from exc
+
+
+def _read_yaml(name: str, text: str) -> list[dict[str, Any]]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise TopicFileError(f"{name}: malformed YAML ({exc.__class__.__name__}); fix the syntax") from exc
+    if isinstance(data, dict) and "topics" in data:
+        data = data["topics"]
+    if not isinstance(data, list):
+        raise TopicFileError(
+            f"{name}: expected a list of topics (or 'topics:' with a list), got {type(data).__name__}"
+        )
+    rows: list[dict[str, Any]] = []
+    for item in data:
+        if isinstance(item, dict):
+            rows.append({str(k).lower(): v for k, v in item.items()})
+        else:
+            rows.append({"topic": "" if item is None else str(item)})
+    return rows
+
+
+def _validate_row(
+    row: dict[str, Any],
+    channel: str,
+    source_file: str,
+    default_duration_s: float,
+) -> TopicRequest:
+    topic = clean_text(str(row.get("topic") or ""))
+    if not topic:
+        raise ValueError("topic is empty: write the topic text in the 'topic' field")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise ValueError(
+            f"topic is {len(topic)} characters long; keep it under {MAX_TOPIC_CHARS} "
+            "(put a long text in the 'script' column instead)"
+        )
+    if not has_letters(speakable(topic)):
+        raise ValueError("topic has no words to narrate (only symbols or emoji); write it in words")
+
+    script_raw = row.get("script")
+    script = clean_text(str(script_raw)) if script_raw not in (None, "") else None
+    if script is not None:
+        if len(script) > MAX_SCRIPT_CHARS:
+            raise ValueError(f"script is longer than {MAX_SCRIPT_CHARS} characters; shorten it")
+        if not has_letters(speakable(script)):
+            raise ValueError("script has no words to narrate; write it in words or leave it empty")
+
+    language = _language(row.get("language"), script or topic)
+    duration = _duration(row.get("duration"), default_duration_s)
+    style = clean_text(str(row.get("style") or "")) or "explainer"
+    if len(style) > 40:
+        raise ValueError("style is longer than 40 characters; use a short name like 'explainer'")
+
+    return TopicRequest(
+        key=topic_key(channel, topic),
+        channel=channel,
+        topic=topic,
+        language=language,
+        style=style,
+        duration_s=duration,
+        script=script,
+        source_file=source_file,
+    )
+
+
+_LANGUAGE_ALIASES = {
+    "en": Language.EN, "eng": Language.EN, "english": Language.EN, "en-us": Language.EN,
+    "en-gb": Language.EN, "ru": Language.RU, "rus": Language.RU, "russian": Language.RU,
+    "ru-ru": Language.RU, "русский": Language.RU,
+}
+
+
+def _language(value: Any, text: str) -> Language:
+    given = clean_text(str(value or "")).lower()
+    if given:
+        if given not in _LANGUAGE_ALIASES:
+            raise ValueError(f"language {given!r} is not supported; use 'en' or 'ru'")
+        return _LANGUAGE_ALIASES[given]
+    detected = detect_language(speakable(text))
+    if detected is None:
+        raise ValueError(
+            "topic is not in English or Russian, which the offline voices speak; "
+            "translate it or set the 'language' column to 'en' or 'ru'"
+        )
+    return Language(detected)
+
+
+def _duration(value: Any, default: float) -> float:
+    if value in (None, ""):
+        return default
+    try:
+        seconds = float(str(value).strip().rstrip("s"))
+    except ValueError:
+        raise ValueError(f"duration {value!r} is not a number of seconds, e.g. 30") from None
+    if not MIN_DURATION_S <= seconds <= MAX_DURATION_S:
+        raise ValueError(
+            f"duration {seconds:g} s is out of range; use {MIN_DURATION_S} to {MAX_DURATION_S} seconds"
+        )
+    return seconds

@@ -1,0 +1,1 @@
+"""Thin adapters, one provider each. Heavy libraries load inside methods, not at import."""

@@ -1,0 +1,15 @@
+"""Jobs the sensors and the CLI launch."""
+
+import dagster as dg
+
+# One run per topic: a failure stays with its topic, and each can be retried alone from the UI.
+produce_topic = dg.define_asset_job(
+    "produce_topic",
+    selection=dg.AssetSelection.groups("production"),
+    description="Script to video and covers for one topic (one partition).",
+    tags={"factory/kind": "topic"},
+)
+
+report_job = dg.define_asset_job(
+    "refresh_batch_report", selection=dg.AssetSelection.assets("batch_report")
+)

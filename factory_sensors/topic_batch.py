@@ -1,0 +1,67 @@
+"""topic_batch_sensor: topic files dropped into `$FACTORY_HOME/inbox/<channel>/` become runs.
+
+Each accepted topic becomes a dynamic partition and one run of `produce_topic` with the topic's
+key as run_key, so a re-evaluated tick or a restarted daemon never submits a topic twice; a
+handled file moves to processed/ (or rejected/) with a per-row report.
+"""
+
+
+import json
+
+import dagster as dg
+
+from factory_assets.partitions import topics
+from factory_core.slugs import InvalidChannelError, channel_slug
+from factory_core.topics_file import SUPPORTED_SUFFIXES, TopicFileError
+from factory_resources.store import MediaStore
+from factory_sensors.intake import file_away, read_batch
+from factory_sensors.jobs import produce_topic
+
+MAX_FILES_PER_TICK = 10
+
+
+@dg.sensor(
+    job=produce_topic,
+    minimum_interval_seconds=15,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Picks up topic files (CSV, TXT, YAML) from $FACTORY_HOME/inbox/<channel>/.",
+)
+def topic_batch_sensor(
+    context: dg.SensorEvaluationContext, store: MediaStore
+) -> dg.SensorResult | dg.SkipReason:
+    inbox = store.inbox_dir()
+    files = sorted(
+        (p for p in inbox.glob("*/*") if p.is_file() and not p.name.startswith(".")),
+        key=lambda p: (p.stat().st_mtime, p.name),
+    )[:MAX_FILES_PER_TICK]
+    if not files:
+        return dg.SkipReason(f"no topic files in {inbox}")
+    new_keys: list[str] = []
+    for path in files:
+        try:
+            channel = channel_slug(path.parent.name)
+        except InvalidChannelError as exc:
+            context.log.warning(f"skipping {path.parent.name}/: {exc}")
+            continue
+        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            file_away(path, "rejected", json.dumps({"error": f"unsupported file type {path.suffix}"}), store)
+            continue
+        try:
+            batch = read_batch(path, channel, store, context.instance)
+        except TopicFileError as exc:
+            file_away(path, "rejected", json.dumps({"error": str(exc)}), store)
+            context.log.warning(str(exc))
+            continue
+        keys = [r.key for r in batch.accepted if r.key not in new_keys]
+        new_keys.extend(keys)
+        report = {"channel": channel, "rows": [v.model_dump() for v in batch.verdicts]}
+        file_away(path, "processed", json.dumps(report, indent=2, ensure_ascii=False), store)
+        context.log.info(
+            f"{path.name}: {len(keys)} new topics, {len(batch.rejected)} rejected or duplicate"
+        )
+    if not new_keys:
+        return dg.SkipReason("no new topics in the files read")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new_keys],
+        dynamic_partitions_requests=[topics.build_add_request(new_keys)],
+    )
