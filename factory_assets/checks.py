@@ -1,10 +1,10 @@
 """Quality gates. Blocking: a failed gate stops everything downstream (and, later, publishing)."""
 
-
 import warnings
 
 import dagster as dg
 import pysubs2
+
 from factory_assets.partitions import topics
 from factory_assets.script import script
 from factory_assets.subtitles import subtitles
@@ -17,9 +17,10 @@ from factory_core.timing import END_TAIL_S
 from factory_resources.ffmpeg import measure_loudness, probe
 from factory_resources.store import MediaStore
 
-
 # Partitioned asset checks are "preview" in 1.13; we rely on them and pin the version.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec")
+warnings.filterwarnings(
+    "ignore", category=dg.PreviewWarning, message=".*partitions_def on an AssetCheckSpec"
+)
 
 
 def _result(problems: list[str], **metadata: object) -> dg.AssetCheckResult:
@@ -51,9 +52,7 @@ def captions_follow_narration(
     written = Script.model_validate_json((folder / "script.json").read_text())
     spoken = Voiceover.model_validate_json((folder / "voiceover.json").read_text())
     subs = pysubs2.load(str(folder / "captions.srt"), encoding="utf-8")
-    problems = caption_problems(
-        words_of(written.narration), subs, spoken.duration_s + END_TAIL_S
-    )
+    problems = caption_problems(words_of(written.narration), subs, spoken.duration_s + END_TAIL_S)
     return _result(problems, events=len(subs))
 
 

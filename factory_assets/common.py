@@ -1,6 +1,5 @@
 """What every topic asset does first: find its topic, its folder and its channel."""
 
-
 import base64
 import io
 from dataclasses import dataclass
@@ -54,10 +53,10 @@ def image_preview(path: Path, width: int = 180) -> dg.MetadataValue:
     """A small inline JPEG for the UI (metadata lives in the event log, so keep it a few KB)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        img.thumbnail((width, width * 2))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=60)
+    with Image.open(path) as source:
+        small = source.convert("RGB")
+    small.thumbnail((width, width * 2))
+    buf = io.BytesIO()
+    small.save(buf, format="JPEG", quality=60)
     data = base64.b64encode(buf.getvalue()).decode()
     return dg.MetadataValue.md(f"![preview](data:image/jpeg;base64,{data})")

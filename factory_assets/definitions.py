@@ -4,7 +4,6 @@ Loads with an empty environment: offline providers need no keys. `$FACTORY_HOME`
 `.factory/` in the repository) holds all media; see README.md.
 """
 
-
 import dagster as dg
 
 from factory_assets.checks import captions_follow_narration, script_is_publishable, video_meets_spec

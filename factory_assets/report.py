@@ -1,6 +1,5 @@
 """batch_report: every topic's status, duration, files, cost and error, in one place."""
 
-
 import dagster as dg
 
 from factory_assets.status import all_statuses
@@ -28,7 +27,9 @@ def batch_report(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Mat
         for s in statuses
     ]
     store.write_text(reports / "report.md", "\n".join(lines) + "\n")
-    counts = {state: sum(s.status == state for s in statuses) for state in ("done", "failed", "pending")}
+    counts = {
+        state: sum(s.status == state for s in statuses) for state in ("done", "failed", "pending")
+    }
     return dg.MaterializeResult(
         metadata={
             **{f"topics_{k}": v for k, v in counts.items()},

@@ -1,6 +1,5 @@
 """scene_images: one 1080x1920 picture per scene, cut where the narration's sentences end."""
 
-
 import dagster as dg
 
 from factory_assets.common import PROVIDER_RETRY, image_preview, load_stage, topic_context

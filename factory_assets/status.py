@@ -1,6 +1,5 @@
 """Where each topic stands, read from the Dagster instance and the media store."""
 
-
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,6 +27,11 @@ class TopicStatus:
 
 def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
     """The first step failure of a run, as the user-facing description or error message."""
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = record.dagster_event.event_specific_data if record.dagster_event else None
+        if evaluation is not None and not getattr(evaluation, "passed", True):
+            problems = evaluation.metadata.get("problems")
+            return f"check {evaluation.check_name} failed: {problems.value if problems else ''}"
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         data = record.dagster_event.step_failure_data if record.dagster_event else None
         if data is None:
@@ -37,11 +41,6 @@ def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
             return f"{step}: {data.user_failure_data.description}"
         if data.error:
             return f"{step}: {data.error.message.strip().splitlines()[-1]}"
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
-        evaluation = record.dagster_event.event_specific_data if record.dagster_event else None
-        if evaluation is not None and not getattr(evaluation, "passed", True):
-            problems = evaluation.metadata.get("problems")
-            return f"check {evaluation.check_name} failed: {problems.value if problems else ''}"
     return "run failed (see the run log in the Dagster UI)"
 
 

@@ -1,6 +1,5 @@
 """subtitles: word-timed captions as SRT (for platforms) and ASS (burned into the video)."""
 
-
 import dagster as dg
 
 from factory_assets.common import load_stage, topic_context

@@ -1,6 +1,5 @@
 """thumbnail: 1080x1920 and 1280x720 covers with the title."""
 
-
 import dagster as dg
 
 from factory_assets.common import image_preview, load_stage, topic_context

@@ -1,6 +1,5 @@
 """video: the finished short. Audio master first, then one ffmpeg pass for the picture."""
 
-
 import hashlib
 import os
 

@@ -1,6 +1,5 @@
 """voiceover: the narration spoken, with a timing for every word."""
 
-
 import dagster as dg
 
 from factory_assets.common import PROVIDER_RETRY, load_stage, topic_context

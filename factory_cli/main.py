@@ -1,9 +1,9 @@
 """`factory`: submit topic files, run a batch without the UI, see where topics stand, open the UI.
 
-    factory submit FILE --channel C      copy FILE into the inbox; the sensor picks it up
-    factory run FILE --channel C [--json] materialize the batch here and now, one run per topic
-    factory status [--json]              every topic's status
-    factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
+factory submit FILE --channel C      copy FILE into the inbox; the sensor picks it up
+factory run FILE --channel C [--json] materialize the batch here and now, one run per topic
+factory status [--json]              every topic's status
+factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ captions sit in the lower middle, clear of both.
 
 from __future__ import annotations
 
+import itertools
+
 import pysubs2
 from pydantic import BaseModel
 
@@ -52,7 +54,9 @@ def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[
     current: list[WordTiming] = []
     for i, word in enumerate(words):
         trial = [*current, word]
-        if current and (len(trial) > MAX_WORDS or len(_wrap(trial, font_size, max_width)) > MAX_LINES):
+        if current and (
+            len(trial) > MAX_WORDS or len(_wrap(trial, font_size, max_width)) > MAX_LINES
+        ):
             groups.append(current)
             trial = [word]
         current = trial
@@ -84,7 +88,7 @@ def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[
             )
         )
     # A minimum length must not push an event over the next one.
-    for prev, nxt in zip(events, events[1:], strict=False):
+    for prev, nxt in itertools.pairwise(events):
         if prev.end > nxt.start:
             prev.end = nxt.start
     return events
@@ -166,7 +170,10 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
     if brand.handle:
         subs.append(
             pysubs2.SSAEvent(
-                start=0, end=pysubs2.make_time(s=duration_s), style="Handle", text=_escape(brand.handle)
+                start=0,
+                end=pysubs2.make_time(s=duration_s),
+                style="Handle",
+                text=_escape(brand.handle),
             )
         )
     return subs
@@ -209,9 +216,7 @@ def caption_problems(
 ) -> list[str]:
     """Every narration word appears in the captions, in order; timings monotonic, inside the audio."""
     problems: list[str] = []
-    caption_words = [
-        normalise_for_identity(w) for e in subs for w in words_of(e.plaintext)
-    ]
+    caption_words = [normalise_for_identity(w) for e in subs for w in words_of(e.plaintext)]
     expected = [normalise_for_identity(w) for w in narration_words]
     if caption_words != expected:
         missing = next(

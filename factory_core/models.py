@@ -37,9 +37,11 @@ class ChannelProfile(BaseModel):
     name: str
     language: Language = Language.EN
     style: str = "explainer"
-    target_duration_s: float = Field(30.0, ge=10, le=60)
+    target_duration_s: float = Field(30.0, ge=15, le=60)
     brand: BrandKit = Field(default_factory=BrandKit)
-    music_volume_db: float = Field(-20.0, ge=-40, le=0, description="Music bed level before ducking.")
+    music_volume_db: float = Field(
+        -20.0, ge=-40, le=0, description="Music bed level before ducking."
+    )
     voice_speed: float = Field(1.0, ge=0.7, le=1.4, description="1.2 speaks 20% faster.")
 
 
@@ -53,7 +55,7 @@ class TopicRequest(BaseModel):
     topic: str = Field(description="The topic text as the user gave it (cleaned of control chars).")
     language: Language = Language.EN
     style: str = "explainer"
-    duration_s: float = Field(30.0, ge=10, le=60)
+    duration_s: float = Field(30.0, ge=15, le=60)
     script: str | None = Field(None, description="A user's own narration, used verbatim.")
     source_file: str = ""
 
@@ -135,7 +137,9 @@ class SceneSpan(BaseModel):
 class SceneImage(BaseModel):
     index: int
     image_file: str
-    source: str = Field(description="'media:<file>' when taken from the channel's folder, else 'procedural'.")
+    source: str = Field(
+        description="'media:<file>' when taken from the channel's folder, else 'procedural'."
+    )
     span: SceneSpan
 
 

@@ -27,7 +27,9 @@ def video_problems(
 ) -> list[str]:
     problems = []
     if (width, height) != expected_size:
-        problems.append(f"resolution {width}x{height}, expected {expected_size[0]}x{expected_size[1]}")
+        problems.append(
+            f"resolution {width}x{height}, expected {expected_size[0]}x{expected_size[1]}"
+        )
     if fps is None or abs(fps - 30) > 0.01:
         problems.append(f"frame rate {fps}, expected 30")
     if video_codec != "h264" or pix_fmt != "yuv420p":

@@ -98,10 +98,7 @@ def build_render_plan(
 def escape_filter_path(path: str) -> str:
     """Quote a file path for a filter option inside a filtergraph (two levels of escaping)."""
     level1 = path.replace("\\", "\\\\").replace(":", "\\:").replace("'", "\\'")
-    out = []
-    for ch in level1:
-        out.append("\\" + ch if ch in "\\'[],;" else ch)
-    return "".join(out)
+    return "".join("\\" + ch if ch in "\\'[],;" else ch for ch in level1)
 
 
 def clip_frames(plan: RenderPlan) -> list[int]:
@@ -197,9 +194,7 @@ def audio_mix_args(plan: AudioMixPlan, output_wav: str) -> list[str]:
     """Voice over a ducked music bed, as 48 kHz stereo PCM (loudness is set in the next pass)."""
     d = plan.duration_s
     args = ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-i", plan.voice_file]
-    voice = (
-        f"[0:a]aformat=sample_rates=48000:channel_layouts=stereo,apad,atrim=0:{d:.3f}[voice]"
-    )
+    voice = f"[0:a]aformat=sample_rates=48000:channel_layouts=stereo,apad,atrim=0:{d:.3f}[voice]"
     if plan.music_file is None:
         graph = f"{voice};[voice]anull[mix]"
     else:

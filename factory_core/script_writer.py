@@ -116,32 +116,42 @@ def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
     if request.script:
         return _verbatim_script(request, chars_per_second)
     t = _TEMPLATES[request.language]
+    cps = chars_per_second
     seed = int(hashlib.sha256(request.key.encode()).hexdigest(), 16)
     subject = subject_of(request.topic)
-    hook = t.hooks[seed % len(t.hooks)].format(s=subject)
-    cta = t.ctas[(seed >> 8) % len(t.ctas)]
+    hooks = _rotated([h.format(s=subject) for h in t.hooks], seed)
+    ctas = _rotated(list(t.ctas), seed >> 8)
     start = (seed >> 16) % len(t.points)
     order = [t.points[(start + i) % len(t.points)] for i in range(len(t.points))]
 
     budget = request.duration_s
     best: list[list[str]] | None = None
-    # Try three to five points, each with or without its follow-up; keep the fit closest to
-    # the budget (ties go to more points: more scenes keep the picture moving).
-    for n_points in (5, 4, 3):
-        for follow_ups in range(n_points, -1, -1):
-            points = [
-                [main, extra] if i < follow_ups else [main]
-                for i, (main, extra) in enumerate(order[:n_points])
-            ]
-            candidate = [[hook], *points, [cta]]
-            if best is None or _fit_error(candidate, chars_per_second, budget) < _fit_error(
-                best, chars_per_second, budget
-            ):
-                best = candidate
+    # Try three to five points, each with or without its follow-up, and every hook and call to
+    # action; keep the fit closest to the budget. Ties keep the earlier candidate: the seeded
+    # hook, and more points (more scenes keep the picture moving).
+    for hook in hooks:
+        for cta in ctas:
+            for n_points in (5, 4, 3):
+                for follow_ups in range(n_points, -1, -1):
+                    points = [
+                        [main, extra] if i < follow_ups else [main]
+                        for i, (main, extra) in enumerate(order[:n_points])
+                    ]
+                    candidate = [[hook], *points, [cta]]
+                    if (
+                        best is None
+                        or _fit_error(candidate, cps, budget) < _fit_error(best, cps, budget) - 0.25
+                    ):
+                        best = candidate
     assert best is not None
-    best = _pad_with_fillers(best, t.fillers, chars_per_second, budget, seed)
+    best = _pad_with_fillers(best, t.fillers, cps, budget, seed)
     body_points = [" ".join(s) for s in best[1:-1]]
-    return _assemble(request, best, hook, body_points, cta, chars_per_second, "composer")
+    return _assemble(request, best, best[0][0], body_points, best[-1][0], cps, "composer")
+
+
+def _rotated(items: list[str], seed: int) -> list[str]:
+    start = seed % len(items)
+    return items[start:] + items[:start]
 
 
 def _fit_error(scenes: list[list[str]], cps: float, budget: float) -> float:
@@ -242,7 +252,9 @@ def _assemble(
         call_to_action=cta,
         scenes=scenes,
         target_duration_s=(
-            request.duration_s if source == "composer" else round(estimate_duration(all_sentences, cps), 2)
+            request.duration_s
+            if source == "composer"
+            else round(estimate_duration(all_sentences, cps), 2)
         ),
         estimated_duration_s=round(estimate_duration(all_sentences, cps), 2),
         chars_per_second=round(cps, 3),

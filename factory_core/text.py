@@ -36,9 +36,7 @@ def clean_text(raw: str) -> str:
     """User text made safe to speak and draw: no HTML, no control characters, single spaces."""
     text = html.unescape(_TAG.sub(" ", raw))
     text = unicodedata.normalize("NFC", text)
-    text = "".join(
-        ch if unicodedata.category(ch)[0] != "C" else " " for ch in text
-    )
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
     return _SPACE.sub(" ", text).strip()
 
 

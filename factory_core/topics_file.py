@@ -18,7 +18,7 @@ from factory_core.text import clean_text, detect_language, has_letters, speakabl
 MAX_TOPIC_CHARS = 500
 MAX_SCRIPT_CHARS = 3000
 MAX_ROWS = 1000
-MIN_DURATION_S, MAX_DURATION_S = 10, 60
+MIN_DURATION_S, MAX_DURATION_S = 15, 60
 MAX_FILE_BYTES = 2_000_000
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".yaml", ".yml")
 CSV_COLUMNS = ("topic", "language", "style", "duration", "script")
@@ -141,7 +141,9 @@ def _read_yaml(name: str, text: str) -> list[dict[str, Any]]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TopicFileError(f"{name}: malformed YAML ({exc.__class__.__name__}); fix the syntax") from exc
+        raise TopicFileError(
+            f"{name}: malformed YAML ({exc.__class__.__name__}); fix the syntax"
+        ) from exc
     if isinstance(data, dict) and "topics" in data:
         data = data["topics"]
     if not isinstance(data, list):
@@ -201,9 +203,16 @@ def _validate_row(
 
 
 _LANGUAGE_ALIASES = {
-    "en": Language.EN, "eng": Language.EN, "english": Language.EN, "en-us": Language.EN,
-    "en-gb": Language.EN, "ru": Language.RU, "rus": Language.RU, "russian": Language.RU,
-    "ru-ru": Language.RU, "русский": Language.RU,
+    "en": Language.EN,
+    "eng": Language.EN,
+    "english": Language.EN,
+    "en-us": Language.EN,
+    "en-gb": Language.EN,
+    "ru": Language.RU,
+    "rus": Language.RU,
+    "russian": Language.RU,
+    "ru-ru": Language.RU,
+    "русский": Language.RU,
 }
 
 

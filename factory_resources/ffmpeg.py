@@ -33,7 +33,9 @@ def fonts_dir() -> Path:
 
     spec = find_spec("matplotlib")
     if spec is None or not spec.submodule_search_locations:
-        raise RenderError("matplotlib (which carries the DejaVu fonts) is not installed; run make setup")
+        raise RenderError(
+            "matplotlib (which carries the DejaVu fonts) is not installed; run make setup"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
     if not (path / "DejaVuSans-Bold.ttf").exists():
         raise RenderError(f"DejaVu fonts are missing from {path}; reinstall matplotlib")
@@ -43,7 +45,12 @@ def fonts_dir() -> Path:
 def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg") -> str:
     """Run ffmpeg; on failure raise with the last lines of its own message (never the full env)."""
     proc = subprocess.run(
-        [ffmpeg_exe(), *args], cwd=cwd, capture_output=True, text=True, errors="replace", check=False
+        [ffmpeg_exe(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
     )
     if proc.returncode != 0:
         tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
@@ -148,7 +155,9 @@ def measure_loudness(path: Path) -> Loudness:
 class FfmpegRenderer(dg.ConfigurableResource):
     """Renders a RenderPlan with the static ffmpeg: audio master, then one video pass."""
 
-    preset: str = Field("veryfast", description="x264 preset; measured fastest faithful on 2 cores.")
+    preset: str = Field(
+        "veryfast", description="x264 preset; measured fastest faithful on 2 cores."
+    )
     crf: int = Field(21, ge=14, le=30)
 
     def master_audio(self, plan: rp.AudioMixPlan, work_dir: Path, output: Path) -> Loudness:

@@ -106,9 +106,11 @@ class SceneImageMaker(dg.ConfigurableResource):
         top, bottom = np.array(_rgb(brand.primary)), np.array(_rgb(brand.secondary))
         angle = rng.uniform(0, np.pi)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        ramp = (np.cos(angle) * xx / w + np.sin(angle) * yy / h)
+        ramp = np.cos(angle) * xx / w + np.sin(angle) * yy / h
         ramp = (ramp - ramp.min()) / max(1e-6, ramp.max() - ramp.min())
-        pixels = top[None, None, :] * (1 - ramp[..., None]) + bottom[None, None, :] * ramp[..., None]
+        pixels = (
+            top[None, None, :] * (1 - ramp[..., None]) + bottom[None, None, :] * ramp[..., None]
+        )
         image = Image.fromarray(pixels.astype(np.uint8), "RGB")
 
         shapes = Image.new("RGBA", (w, h), (0, 0, 0, 0))

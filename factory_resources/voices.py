@@ -101,7 +101,9 @@ class _PiperEngine:
                     n = int(align.num_samples)
                     if align.phoneme in (" ", "^", "$", "_"):
                         if word_start is not None:
-                            spans.append((word_start / self.sample_rate, word_end / self.sample_rate))
+                            spans.append(
+                                (word_start / self.sample_rate, word_end / self.sample_rate)
+                            )
                             word_start = None
                     else:
                         if word_start is None:
@@ -115,7 +117,10 @@ class _PiperEngine:
                 count = max(1, self._phoneme_words(" ".join(chunk.phonemes)))
                 step = len(audio) / count
                 spans.extend(
-                    ((offset + i * step) / self.sample_rate, (offset + (i + 1) * step) / self.sample_rate)
+                    (
+                        (offset + i * step) / self.sample_rate,
+                        (offset + (i + 1) * step) / self.sample_rate,
+                    )
                     for i in range(count)
                 )
             pieces.append(audio)
@@ -132,7 +137,7 @@ class _EspeakEngine:
     _lock = threading.Lock()
 
     class _Event(ctypes.Structure):
-        _fields_ = [  # noqa: RUF012 - ctypes needs a class-level list
+        _fields_ = [
             ("type", ctypes.c_int),
             ("unique_identifier", ctypes.c_uint),
             ("text_position", ctypes.c_int),
@@ -190,7 +195,9 @@ class _EspeakEngine:
             self.lib.espeak_Synchronize()
             chunks, events = self._chunks, self._events
         samples = (
-            np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(1, np.float32)
+            np.concatenate(chunks).astype(np.float32) / 32768.0
+            if chunks
+            else np.zeros(1, np.float32)
         )
         # Map each word event (a 1-based character position) to the token holding it.
         token_starts: list[int] = []
@@ -208,7 +215,10 @@ class _EspeakEngine:
 
 
 def _spans_from_starts(
-    first_sample: dict[int, int], n_tokens: int, samples, sample_rate: int  # type: ignore[no-untyped-def]
+    first_sample: dict[int, int],
+    n_tokens: int,
+    samples,
+    sample_rate: int,  # type: ignore[no-untyped-def]
 ) -> list[tuple[float, float]]:
     import numpy as np
 
@@ -221,10 +231,14 @@ def _spans_from_starts(
             starts.append(first_sample[i])
         else:  # a token without its own event: halfway between its neighbours
             prev = starts[-1] if starts else 0
-            nxt = next((first_sample[j] for j in range(i + 1, n_tokens) if j in first_sample), speech_end)
+            nxt = next(
+                (first_sample[j] for j in range(i + 1, n_tokens) if j in first_sample), speech_end
+            )
             starts.append((prev + nxt) / 2)
     ends = [*starts[1:], speech_end]
-    return [(s / sample_rate, max(e, s + 1) / sample_rate) for s, e in zip(starts, ends, strict=True)]
+    return [
+        (s / sample_rate, max(e, s + 1) / sample_rate) for s, e in zip(starts, ends, strict=True)
+    ]
 
 
 def _assign(
@@ -262,7 +276,9 @@ def _load_espeak() -> tuple[ctypes.CDLL, bytes | None]:
     try:
         import espeakng_loader
 
-        return ctypes.CDLL(espeakng_loader.get_library_path()), espeakng_loader.get_data_path().encode()
+        return ctypes.CDLL(
+            espeakng_loader.get_library_path()
+        ), espeakng_loader.get_data_path().encode()
     except (ImportError, OSError, RuntimeError):
         pass
     name = ctypes.util.find_library("espeak-ng")
@@ -300,6 +316,15 @@ class OfflineVoice(dg.ConfigurableResource):
         rate = spoken_chars(text) / seconds
         cache_file.write_text(json.dumps({"chars_per_second": rate}))
         return rate
+
+    def measure_seconds(self, sentences: list[str], language: Language, speed: float) -> float:
+        """Seconds of narration these sentences really take with this voice (nothing written)."""
+        engine = _engine(language)
+        speech = sum(
+            len(engine.speak(s, display_tokens(s), speed).samples) / engine.sample_rate  # type: ignore[arg-type]
+            for s in sentences
+        )
+        return speech + self.sentence_pause_s * max(0, len(sentences) - 1)
 
     def synthesize(
         self, sentences: list[str], language: Language, speed: float, out_wav: Path
@@ -344,5 +369,3 @@ class OfflineVoice(dg.ConfigurableResource):
             provider=self.provider(language),
             voice=getattr(engine, "voice_id", engine.name),
         )
-
-

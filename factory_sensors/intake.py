@@ -1,8 +1,8 @@
 """Intake: a topic file becomes validated, recorded topic requests. Shared by the sensor and CLI."""
 
-
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import dagster as dg
@@ -36,7 +36,8 @@ def file_away(path: Path, folder: str, report: str, store: MediaStore) -> Path:
     """Move a handled file to processed/ or rejected/ beside it, with its report next to it."""
     target_dir = path.parent / folder
     target_dir.mkdir(exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # A timestamp for people, a random part so two batches in one second never collide.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     target = target_dir / f"{stamp}-{path.name}"
     shutil.move(str(path), target)
     store.write_text(target.with_name(target.name + ".report.json"), report)

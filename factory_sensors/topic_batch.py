@@ -5,7 +5,6 @@ key as run_key, so a re-evaluated tick or a restarted daemon never submits a top
 handled file moves to processed/ (or rejected/) with a per-row report.
 """
 
-
 import json
 
 import dagster as dg
@@ -44,7 +43,12 @@ def topic_batch_sensor(
             context.log.warning(f"skipping {path.parent.name}/: {exc}")
             continue
         if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            file_away(path, "rejected", json.dumps({"error": f"unsupported file type {path.suffix}"}), store)
+            file_away(
+                path,
+                "rejected",
+                json.dumps({"error": f"unsupported file type {path.suffix}"}),
+                store,
+            )
             continue
         try:
             batch = read_batch(path, channel, store, context.instance)

@@ -1,0 +1,1 @@
+"""Benchmarks for the video factory: `python -m bench.topic_bench` (make bench)."""

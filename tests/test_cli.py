@@ -1,0 +1,68 @@
+"""`factory run` on a file with one bad row: the exit code, the table and the JSON; a second run
+makes nothing again. Also `factory submit` and `factory status`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from factory_cli.main import main
+
+pytestmark = pytest.mark.slow
+
+
+def test_run_reports_every_row_and_fails_on_a_bad_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = tmp_path / "batch.csv"
+    batch.write_text(
+        "topic,duration\nHow rainbows form,15\n😀😀😀,15\n../../etc/passwd <b>x</b>,15\n",
+        encoding="utf-8",
+    )
+    code = main(["run", str(batch), "--channel", "demo", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    by_status = {row["status"]: row for row in out["topics"]}
+    assert [row["status"] for row in out["topics"]] == ["done", "rejected", "done"]
+    assert "no words" in by_status["rejected"]["error"]
+    for row in out["topics"]:
+        assert set(row) >= {"topic", "key", "status", "video", "error"}
+        if row["status"] == "done":
+            video = Path(row["video"])
+            assert video.exists() and video.stat().st_size > 50_000
+            home = Path(__import__("os").environ["FACTORY_HOME"]).resolve()
+            assert home in video.resolve().parents  # nothing outside FACTORY_HOME
+
+    # Again: finished work is not redone; the table names every row.
+    code = main(["run", str(batch), "--channel", "demo"])
+    table = capsys.readouterr().out
+    assert code == 1
+    assert table.count("cached") == 2
+    assert "rejected" in table and "no words" in table
+    assert table.strip().splitlines()[-1].startswith("batch: 3 topics, 0 made, 2 cached")
+
+
+def test_missing_file_and_bad_channel_are_clear_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", str(tmp_path / "nope.csv"), "--channel", "demo"]) == 2
+    assert "nope.csv is not a file" in capsys.readouterr().err
+    topics = tmp_path / "t.txt"
+    topics.write_text("A topic\n", encoding="utf-8")
+    assert main(["run", str(topics), "--channel", "!!!"]) == 2
+    assert "channel '!!!'" in capsys.readouterr().err
+
+
+def test_submit_puts_the_file_in_the_inbox(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topics = tmp_path / "t.txt"
+    topics.write_text("A topic\n", encoding="utf-8")
+    assert main(["submit", str(topics), "--channel", "My Channel"]) == 0
+    home = Path(__import__("os").environ["FACTORY_HOME"])
+    assert (home / "inbox" / "my-channel" / "t.txt").read_text() == "A topic\n"
+    assert main(["status", "--json"]) == 0
+    capsys.readouterr()
