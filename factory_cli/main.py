@@ -90,7 +90,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         current = topic_status(instance, store, key)
         if current.status == "done":
             rows.append({"topic": verdict.topic, "key": key, "status": "cached",
-                         "video": current.video, "duration_s": current.duration_s, "error": None})  # fmt: skip
+                         "video": current.video, "duration_s": current.duration_s,
+                         "error": None})  # fmt: skip
             continue
         _err(f"[{len(rows) + 1}/{len(batch.verdicts)}] {key} ...")
         t0 = time.perf_counter()

@@ -109,7 +109,7 @@ def _fitted_size(group: list[WordTiming], font_size: int, max_width: int) -> int
     widest = max(len(w.word) for w in group)
     if text_width("x" * widest, font_size) <= max_width:
         return font_size
-    return max(36, int(max_width / (widest * CHAR_WIDTH_EM)))
+    return max(24, int(max_width / (widest * CHAR_WIDTH_EM)))
 
 
 def _ass_colour(hex_colour: str, alpha: int = 0) -> pysubs2.Color:
@@ -153,6 +153,7 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
         marginv=140,
     )
     accent = _override_colour(brand.accent)
+    base = _override_colour(brand.text)
     for event in events:
         for i, word in enumerate(event.words):
             start = event.start if i == 0 else word.start
@@ -164,7 +165,7 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
                     start=pysubs2.make_time(s=start),
                     end=pysubs2.make_time(s=end),
                     style="Caption",
-                    text=_highlighted(event, i, accent),
+                    text=_highlighted(event, i, accent, base),
                 )
             )
     if brand.handle:
@@ -179,7 +180,7 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
     return subs
 
 
-def _highlighted(event: CaptionEvent, active: int, accent: str) -> str:
+def _highlighted(event: CaptionEvent, active: int, accent: str, base: str) -> str:
     size = f"{{\\fs{event.font_size}}}" if event.font_size != CAPTION_SIZE else ""
     lines: list[str] = []
     index = 0
@@ -187,7 +188,8 @@ def _highlighted(event: CaptionEvent, active: int, accent: str) -> str:
         parts = []
         for token in line.split(" "):
             text = _escape(token)
-            parts.append(f"{{\\c{accent}}}{text}{{\\r}}" if index == active else text)
+            # Back to the base colour with \c, not \r: \r would also reset the event's \fs.
+            parts.append(f"{{\\c{accent}}}{text}{{\\c{base}}}" if index == active else text)
             index += 1
         lines.append(" ".join(parts))
     return size + "\\N".join(lines)

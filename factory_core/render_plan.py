@@ -147,9 +147,10 @@ def video_filtergraph(plan: RenderPlan) -> str:
         elapsed = offset + frames[i] / plan.fps
     tail = f"[{current}]"
     if plan.captions_file:
-        subtitle = f"ass=filename='{escape_filter_path(plan.captions_file)}'"
+        # Escaped, not quoted: inside quotes ffmpeg keeps the backslashes of the escapes.
+        subtitle = f"ass=filename={escape_filter_path(plan.captions_file)}"
         if plan.fonts_dir:
-            subtitle += f":fontsdir='{escape_filter_path(plan.fonts_dir)}'"
+            subtitle += f":fontsdir={escape_filter_path(plan.fonts_dir)}"
         parts.append(f"{tail}{subtitle},format=yuv420p[v]")
     else:
         parts.append(f"{tail}format=yuv420p[v]")

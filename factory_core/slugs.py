@@ -17,7 +17,6 @@ from factory_core.text import normalise_for_identity
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 CHANNEL_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,19}$")
-_CHANNEL_MAX = 20
 _TOPIC_MAX = 30
 
 
@@ -27,7 +26,7 @@ class InvalidChannelError(ValueError):
 
 def channel_slug(channel: str) -> str:
     """A channel's name as used in keys and folders; rejects names that would not be readable."""
-    slug = slugify(channel or "", max_length=_CHANNEL_MAX, word_boundary=False)
+    slug = slugify(channel or "")
     if not slug or not CHANNEL_PATTERN.match(slug):
         raise InvalidChannelError(
             f"channel {channel!r} is not a usable name: use 1-20 letters, digits or dashes, "

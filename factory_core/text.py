@@ -58,8 +58,14 @@ def normalise_for_identity(text: str) -> str:
 
 
 def split_sentences(text: str) -> list[str]:
-    parts = [p.strip() for p in _SENTENCE_END.split(text.strip())]
-    return [p for p in parts if p and has_letters(p)]
+    """Sentences in order; a part without letters ("1, 2, 3!") joins the sentence before it."""
+    sentences: list[str] = []
+    for part in (p.strip() for p in _SENTENCE_END.split(text.strip())):
+        if sentences and not has_letters(part):
+            sentences[-1] = f"{sentences[-1]} {part}".strip()
+        elif part:
+            sentences.append(part)
+    return [s for s in sentences if words_of(s)]
 
 
 def words_of(text: str) -> list[str]:

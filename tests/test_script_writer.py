@@ -166,8 +166,9 @@ USER_SCRIPTS = [
     "Hello there. This is my own text, word for word. Bye!",
     "Prices rose 5% in 2023... Really? Yes — really! Don't panic, though.",
     " ".join(f"Sentence number {w} is here." for w in ["one", "two", "three", "four"]),
-    " ".join(f"This is sentence {i} of a long script, with commas, and more words." for i in
-             range(30)),
+    " ".join(
+        f"This is sentence {i} of a long script, with commas, and more words." for i in range(30)
+    ),
     "Небо голубое из-за рассеяния. Короткие волны рассеиваются сильнее! Вот и всё.",
 ]
 
@@ -193,11 +194,6 @@ def test_long_user_script_is_spread_over_the_maximum_number_of_scenes() -> None:
     assert max(sizes) - min(sizes) <= 2  # near-equal scenes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="split_sentences drops sentences without letters (e.g. '1, 2, 3!'), so a user's "
-    "verbatim script loses its number-only sentences",
-)
 def test_user_script_keeps_number_only_sentences() -> None:
     user_script = "Count with me. 1, 2, 3! Now you know."
     script = compose_script(request("Counting", script=user_script), CPS)
