@@ -30,16 +30,14 @@ def _result(problems: list[str], **metadata: object) -> dg.AssetCheckResult:
     )
 
 
-def _topic_dir(context: dg.AssetCheckExecutionContext, store: MediaStore):  # type: ignore[no-untyped-def]
-    return store.topic_dir(context.partition_key)
-
-
 @dg.asset_check(asset=script, blocking=True, partitions_def=topics)
 def script_is_publishable(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
     """Hook and call to action present, duration within budget, metadata within platform limits."""
-    written = Script.model_validate_json((_topic_dir(context, store) / "script.json").read_text())
+    written = Script.model_validate_json(
+        (store.topic_dir(context.partition_key) / "script.json").read_text()
+    )
     return _result(script_problems(written), estimated_s=written.estimated_duration_s)
 
 
@@ -48,7 +46,7 @@ def captions_follow_narration(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
     """Every narration word appears in the captions in order; timings monotonic, inside the audio."""
-    folder = _topic_dir(context, store)
+    folder = store.topic_dir(context.partition_key)
     written = Script.model_validate_json((folder / "script.json").read_text())
     spoken = Voiceover.model_validate_json((folder / "voiceover.json").read_text())
     subs = pysubs2.load(str(folder / "captions.srt"), encoding="utf-8")
@@ -61,7 +59,7 @@ def video_meets_spec(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
     """1080x1920, 30 fps, H.264/AAC, +faststart, duration near target, audible at -14 LUFS."""
-    folder = _topic_dir(context, store)
+    folder = store.topic_dir(context.partition_key)
     written = Script.model_validate_json((folder / "script.json").read_text())
     info = probe(folder / "video.mp4")
     loudness = measure_loudness(folder / "video.mp4") if info.audio_codec else None

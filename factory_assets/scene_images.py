@@ -8,7 +8,7 @@ from factory_assets.script import script
 from factory_assets.voiceover import voiceover
 from factory_core.models import SceneImage, SceneImages, Script, Voiceover
 from factory_core.timing import END_TAIL_S, scene_spans
-from factory_resources.images import SceneImageMaker, match_media
+from factory_resources.images import SceneImageMaker, match_media, media_index
 from factory_resources.store import MediaStore
 
 
@@ -32,14 +32,14 @@ def scene_images(
         [len(scene.sentences) for scene in written.scenes],
         spoken.duration_s + END_TAIL_S,
     )
-    media_dir = store.channel_dir(topic.request.channel) / "media"
+    media = media_index(store.channel_dir(topic.request.channel) / "media")
     used: set = set()
     images: list[SceneImage] = []
     scenes_dir = topic.dir / "scenes"
     scenes_dir.mkdir(exist_ok=True)
     for scene, span in zip(written.scenes, spans, strict=True):
         out = scenes_dir / f"scene-{scene.index:02d}.png"
-        match = match_media(scene.keywords, media_dir, used)
+        match = match_media(scene.keywords, media, used)
         with store.atomic_path(out) as tmp:
             if match is not None:
                 used.add(match)

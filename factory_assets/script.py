@@ -27,26 +27,19 @@ def script(
     speed = topic.channel.voice_speed
     rate = voice.speaking_rate(topic.request.language, speed, store.cache_dir("voices"))
     written = script_writer.write(topic.request, rate)
-    rounds = 0
+    refits = 0
     if written.source == "composer":
         # The rate is an average; the real narration can run long or short (numbers, names).
-        # Measure it with the voice and refit, at most twice.
-        for rounds in range(1, 3):  # noqa: B007 - the count is reported below
-            spoken_s = voice.measure_seconds(written.sentences, written.language, speed)
-            actual = spoken_s + END_TAIL_S
-            if abs(actual - written.target_duration_s) <= 0.04 * written.target_duration_s:
-                break
+        # Measure it with the voice and refit, at most twice; the last measure is the estimate.
+        actual = voice.measure_seconds(written.sentences, written.language, speed) + END_TAIL_S
+        tolerance = 0.04 * written.target_duration_s
+        while refits < 2 and abs(actual - written.target_duration_s) > tolerance:
+            refits += 1
             fixed = written.estimated_duration_s - spoken_chars(written.narration) / rate
             rate = spoken_chars(written.narration) / max(1.0, actual - fixed)
             written = script_writer.write(topic.request, rate)
-        written = written.model_copy(
-            update={
-                "estimated_duration_s": round(
-                    voice.measure_seconds(written.sentences, written.language, speed) + END_TAIL_S,
-                    2,
-                )
-            }
-        )
+            actual = voice.measure_seconds(written.sentences, written.language, speed) + END_TAIL_S
+        written = written.model_copy(update={"estimated_duration_s": round(actual, 2)})
     store.write_model(topic.dir / "script.json", written)
     text = "\n\n".join(f"**{i + 1}.** {scene.narration}" for i, scene in enumerate(written.scenes))
     return dg.MaterializeResult(
@@ -61,7 +54,7 @@ def script(
             "estimated_duration_s": written.estimated_duration_s,
             "target_duration_s": written.target_duration_s,
             "source": written.source,
-            "fit_rounds": rounds,
+            "refits": refits,
             "provider": script_writer.provider(),
             "cost_usd": 0.0,
             "path": dg.MetadataValue.path(str(topic.dir / "script.json")),

@@ -44,7 +44,13 @@ def failure_reason(instance: dg.DagsterInstance, run_id: str) -> str:
     return "run failed (see the run log in the Dagster UI)"
 
 
-def topic_status(instance: dg.DagsterInstance, store: MediaStore, key: str) -> TopicStatus:
+def topic_status(
+    instance: dg.DagsterInstance,
+    store: MediaStore,
+    key: str,
+    made_videos: set[str] | None = None,
+) -> TopicStatus:
+    """One topic's state; pass `made_videos` when listing many, to query the instance once."""
     folder = store.topic_dir(key)
     try:
         request = store.load_request(key)
@@ -52,7 +58,9 @@ def topic_status(instance: dg.DagsterInstance, store: MediaStore, key: str) -> T
     except (FileNotFoundError, ValueError):
         topic, channel = "", ""
     video = folder / "video.mp4"
-    done = key in instance.get_materialized_partitions(dg.AssetKey("video"))
+    if made_videos is None:
+        made_videos = instance.get_materialized_partitions(dg.AssetKey("video"))
+    done = key in made_videos
     runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}), limit=1)
     latest = runs[0] if runs else None
     error = None
@@ -61,9 +69,7 @@ def topic_status(instance: dg.DagsterInstance, store: MediaStore, key: str) -> T
         status, error = "failed", failure_reason(instance, latest.run_id)
     elif done and video.exists():
         status = "done"
-    duration = None
-    if status == "done" and (folder / "voiceover.json").exists():
-        duration = _video_duration(folder)
+    duration = _video_duration(folder) if status == "done" else None
     return TopicStatus(
         key=key,
         topic=topic,
@@ -85,4 +91,5 @@ def _video_duration(folder: Path) -> float | None:
 
 def all_statuses(instance: dg.DagsterInstance, store: MediaStore) -> list[TopicStatus]:
     keys = instance.get_dynamic_partitions(topics.name)
-    return [topic_status(instance, store, key) for key in keys]
+    made_videos = instance.get_materialized_partitions(dg.AssetKey("video"))
+    return [topic_status(instance, store, key, made_videos) for key in keys]

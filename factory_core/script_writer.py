@@ -127,8 +127,8 @@ def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
     budget = request.duration_s
     best: list[list[str]] | None = None
     # Try three to five points, each with or without its follow-up, and every hook and call to
-    # action; keep the fit closest to the budget. Ties keep the earlier candidate: the seeded
-    # hook, and more points (more scenes keep the picture moving).
+    # action; keep the fit closest to the budget. A later candidate must fit better by 0.25 s
+    # to win, so near-ties keep the seeded hook and more points (more scenes keep it moving).
     for hook in hooks:
         for cta in ctas:
             for n_points in (5, 4, 3):

@@ -45,17 +45,25 @@ def media_tags(path: Path) -> set[str]:
     return {_stem(w) for w in words if len(w) >= 3}
 
 
-def match_media(keywords: list[str], media_dir: Path, used: set[Path]) -> Path | None:
+def media_index(media_dir: Path) -> dict[Path, set[str]]:
+    """Every picture in a channel's media folder with its tags, read once per topic."""
     if not media_dir.is_dir():
-        return None
+        return {}
+    return {
+        path: media_tags(path)
+        for path in sorted(media_dir.iterdir())
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    }
+
+
+def match_media(keywords: list[str], index: dict[Path, set[str]], used: set[Path]) -> Path | None:
+    """The unused picture sharing the most key words with the scene, if any shares one."""
     wanted = {_stem(w) for w in keywords}
     best: tuple[int, str] | None = None
     best_path: Path | None = None
-    for path in sorted(media_dir.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or path in used:
-            continue
-        score = len(wanted & media_tags(path))
-        if score and (best is None or (score, path.name) > best):
+    for path, tags in index.items():
+        score = len(wanted & tags)
+        if path not in used and score and (best is None or (score, path.name) > best):
             best, best_path = (score, path.name), path
     return best_path
 
