@@ -12,9 +12,10 @@ from factory_assets.video import video
 from factory_core.captions import caption_problems
 from factory_core.models import Script, Voiceover
 from factory_core.quality import script_problems, video_problems
+from factory_core.render_plan import Aspect, RenderPlan
 from factory_core.text import words_of
 from factory_core.timing import END_TAIL_S
-from factory_resources.ffmpeg import measure_loudness, probe
+from factory_resources.ffmpeg import Inspection, inspect_video, probe
 from factory_resources.store import MediaStore
 
 # Partitioned asset checks are "preview" in 1.13; we rely on them and pin the version.
@@ -58,25 +59,48 @@ def captions_follow_narration(
 def video_meets_spec(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
-    """1080x1920, 30 fps, H.264/AAC, +faststart, duration near target, audible at -14 LUFS."""
+    """Every aspect: size, 30 fps, H.264/AAC, +faststart, narration near its target length,
+    -14 LUFS and true peak under -1 dBTP, audio and video lengths within 0.1 s, no picture
+    frozen for 3 s, no black stretch beyond the intended fades."""
     folder = store.topic_dir(context.partition_key)
     written = Script.model_validate_json((folder / "script.json").read_text())
-    info = probe(folder / "video.mp4")
-    loudness = measure_loudness(folder / "video.mp4") if info.audio_codec else None
-    problems = video_problems(
-        width=info.width,
-        height=info.height,
-        fps=info.fps,
-        video_codec=info.video_codec,
-        pix_fmt=info.pix_fmt,
-        audio_codec=info.audio_codec,
-        duration_s=info.duration_s,
-        target_duration_s=written.target_duration_s,
-        integrated_lufs=loudness.integrated_lufs if loudness else None,
-        moov_first=info.moov_before_mdat,
-    )
+    plan = RenderPlan.model_validate_json((folder / "render_plan.json").read_text())
+    channel = store.channel_profile(store.load_request(context.partition_key).channel)
+    problems: list[str] = []
+    first: Inspection | None = None
+    for index, name in enumerate(channel.aspects):
+        aspect = Aspect(name)
+        path = folder / aspect.file_name("video", ".mp4", index == 0)
+        if not path.exists():
+            problems.append(f"{path.name} is missing")
+            continue
+        info = probe(path)
+        seen = inspect_video(path) if info.audio_codec else None
+        first = first or seen
+        found = video_problems(
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            video_codec=info.video_codec,
+            pix_fmt=info.pix_fmt,
+            audio_codec=info.audio_codec,
+            duration_s=info.duration_s - plan.intro_s - plan.outro_s,
+            target_duration_s=written.target_duration_s,
+            integrated_lufs=seen.integrated_lufs if seen else None,
+            moov_first=info.moov_before_mdat,
+            expected_size=aspect.size(),
+            true_peak_dbtp=seen.true_peak_dbtp if seen else None,
+            audio_s=seen.audio_s if seen else None,
+            video_s=seen.video_s if seen else None,
+            freezes=seen.freezes if seen else [],
+            blacks=seen.blacks if seen else [],
+        )
+        problems.extend(f"{path.name}: {p}" for p in found)
     return _result(
         problems,
-        duration_s=round(info.duration_s, 2),
-        loudness_lufs=loudness.integrated_lufs if loudness else -120.0,
+        aspects=", ".join(channel.aspects),
+        duration_s=round(first.video_s, 2) if first else 0.0,
+        loudness_lufs=first.integrated_lufs if first else -120.0,
+        true_peak_dbtp=first.true_peak_dbtp if first else -120.0,
+        av_gap_s=round(abs(first.audio_s - first.video_s), 3) if first else 0.0,
     )

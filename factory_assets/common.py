@@ -35,6 +35,8 @@ def topic_context(context: dg.AssetExecutionContext, store: MediaStore) -> Topic
         channel = store.channel_profile(request.channel)
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    # A topic without its own style takes the channel's.
+    request = request.model_copy(update={"style": request.style or channel.style})
     return TopicContext(key=key, request=request, channel=channel, dir=store.topic_dir(key))
 
 

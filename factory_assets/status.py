@@ -85,7 +85,7 @@ def topic_status(
 def _video_duration(folder: Path) -> float | None:
     plan = folder / "render_plan.json"
     if plan.exists():
-        return float(json.loads(plan.read_text())["duration_s"])
+        return float(json.loads(plan.read_text())["total_s"])
     return None
 
 

@@ -8,11 +8,12 @@ captions sit in the lower middle, clear of both.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pysubs2
 from pydantic import BaseModel
 
-from factory_core.models import BrandKit, WordTiming
+from factory_core.models import BrandKit, CaptionStyle, WordTiming
 from factory_core.text import normalise_for_identity, words_of
 
 FRAME_W, FRAME_H = 1080, 1920
@@ -26,6 +27,48 @@ MAX_LINES = 2
 CHAR_WIDTH_EM = 0.62
 LINGER_S = 0.35  # keep a caption up briefly after its last word so it can be read
 MIN_EVENT_S = 0.25
+
+
+# Measures a line's width in pixels at a font size; the default is an estimate, the assets pass
+# the real font's metrics.
+TextMeasure = Callable[[str, int], float]
+
+
+class CaptionLayout(BaseModel):
+    """Where captions may go in one frame size: the platforms' safe area and the font size."""
+
+    width: int = FRAME_W
+    height: int = FRAME_H
+    margin_left: int = SAFE_LEFT
+    margin_right: int = SAFE_RIGHT
+    margin_bottom: int = SAFE_BOTTOM + 140
+    font_size: int = CAPTION_SIZE
+
+    @property
+    def usable_width(self) -> int:
+        return self.width - self.margin_left - self.margin_right
+
+
+def caption_layout(width: int, height: int, style: CaptionStyle | None = None) -> CaptionLayout:
+    """The safe area for a frame size. Portrait: clear of the right-side buttons and the bottom
+    band of Shorts, Reels and TikTok. Square and landscape: clear of the player's bottom bar."""
+    style = style or CaptionStyle()
+    scale = min(width, height) / FRAME_W
+    if height > width:
+        left, right = SAFE_LEFT, SAFE_RIGHT
+        bottom = {"lower": SAFE_BOTTOM + 140, "middle": height // 2 - 120, "upper": height - 560}
+    else:
+        left = right = round(width * 0.08)
+        bottom = {"lower": round(height * 0.16), "middle": height // 2 - 80,
+                  "upper": round(height * 0.62)}  # fmt: skip
+    return CaptionLayout(
+        width=width,
+        height=height,
+        margin_left=left,
+        margin_right=right,
+        margin_bottom=bottom[style.position],
+        font_size=round(style.size * scale),
+    )
 
 
 class CaptionEvent(BaseModel):
@@ -44,18 +87,31 @@ def text_width(text: str, font_size: int) -> float:
     return len(text) * font_size * CHAR_WIDTH_EM
 
 
-def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[CaptionEvent]:
+def chunk_words(
+    words: list[WordTiming],
+    font_size: int | None = None,
+    *,
+    layout: CaptionLayout | None = None,
+    measure: TextMeasure | None = None,
+    uppercase: bool = False,
+) -> list[CaptionEvent]:
     """Group words into events of 1-3 words and at most 2 lines, never splitting a word.
 
-    A group also ends at a sentence end or a comma, so captions follow the phrasing.
+    A group also ends at a sentence end or a comma, so captions follow the phrasing. Lines are
+    fitted to the layout's safe width with `measure` (the real font's metrics when given).
     """
-    max_width = usable_width()
+    layout = layout or CaptionLayout()
+    font_size = font_size or layout.font_size
+    max_width = layout.usable_width
+    measure = measure or text_width
+    if uppercase:
+        words = [w.model_copy(update={"word": w.word.upper()}) for w in words]
     groups: list[list[WordTiming]] = []
     current: list[WordTiming] = []
     for i, word in enumerate(words):
         trial = [*current, word]
         if current and (
-            len(trial) > MAX_WORDS or len(_wrap(trial, font_size, max_width)) > MAX_LINES
+            len(trial) > MAX_WORDS or len(_wrap(trial, font_size, max_width, measure)) > MAX_LINES
         ):
             groups.append(current)
             trial = [word]
@@ -77,13 +133,13 @@ def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[
         if i + 1 < len(groups):
             end = min(end, groups[i + 1][0].start)
         end = max(end, start + MIN_EVENT_S)
-        size = _fitted_size(group, font_size, max_width)
+        size = _fitted_size(group, font_size, max_width, measure)
         events.append(
             CaptionEvent(
                 start=round(start, 3),
                 end=round(end, 3),
                 words=group,
-                lines=_wrap(group, size, max_width),
+                lines=_wrap(group, size, max_width, measure),
                 font_size=size,
             )
         )
@@ -94,22 +150,26 @@ def chunk_words(words: list[WordTiming], font_size: int = CAPTION_SIZE) -> list[
     return events
 
 
-def _wrap(group: list[WordTiming], font_size: int, max_width: int) -> list[str]:
+def _wrap(
+    group: list[WordTiming], font_size: int, max_width: int, measure: TextMeasure = text_width
+) -> list[str]:
     lines: list[str] = []
     for word in group:
-        if lines and text_width(f"{lines[-1]} {word.word}", font_size) <= max_width:
+        if lines and measure(f"{lines[-1]} {word.word}", font_size) <= max_width:
             lines[-1] = f"{lines[-1]} {word.word}"
         else:
             lines.append(word.word)
     return lines
 
 
-def _fitted_size(group: list[WordTiming], font_size: int, max_width: int) -> int:
+def _fitted_size(
+    group: list[WordTiming], font_size: int, max_width: int, measure: TextMeasure = text_width
+) -> int:
     """Shrink only when a single word is wider than the safe area (long German-style words)."""
-    widest = max(len(w.word) for w in group)
-    if text_width("x" * widest, font_size) <= max_width:
+    widest = max(measure(w.word, font_size) for w in group)
+    if widest <= max_width:
         return font_size
-    return max(24, int(max_width / (widest * CHAR_WIDTH_EM)))
+    return max(24, int(font_size * max_width / widest))
 
 
 def _ass_colour(hex_colour: str, alpha: int = 0) -> pysubs2.Color:
@@ -122,23 +182,36 @@ def _override_colour(hex_colour: str) -> str:
     return f"&H{value[4:6]}{value[2:4]}{value[0:2]}&".upper()
 
 
-def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) -> pysubs2.SSAFile:
+def build_ass(
+    events: list[CaptionEvent],
+    brand: BrandKit,
+    duration_s: float,
+    *,
+    layout: CaptionLayout | None = None,
+    style: CaptionStyle | None = None,
+    handle_right: bool = False,
+) -> pysubs2.SSAFile:
     """Word-by-word highlight: the spoken word in the accent colour, the rest in the text colour."""
+    layout = layout or CaptionLayout()
+    style = style or CaptionStyle()
+    text_colour = style.colour or brand.text
     subs = pysubs2.SSAFile()
-    subs.info.update({"PlayResX": str(FRAME_W), "PlayResY": str(FRAME_H), "WrapStyle": "2"})
+    subs.info.update(
+        {"PlayResX": str(layout.width), "PlayResY": str(layout.height), "WrapStyle": "2"}
+    )
     subs.styles["Caption"] = pysubs2.SSAStyle(
-        fontname=CAPTION_FONT,
-        fontsize=CAPTION_SIZE,
+        fontname=style.font,
+        fontsize=layout.font_size,
         bold=True,
-        primarycolor=_ass_colour(brand.text),
-        outlinecolor=_ass_colour("#000000"),
+        primarycolor=_ass_colour(text_colour),
+        outlinecolor=_ass_colour(style.outline_colour),
         backcolor=_ass_colour("#000000", alpha=110),
-        outline=6,
-        shadow=3,
+        outline=max(2, round(layout.font_size / 14)),
+        shadow=max(1, round(layout.font_size / 28)),
         alignment=pysubs2.Alignment.BOTTOM_CENTER,
-        marginl=SAFE_LEFT,
-        marginr=SAFE_RIGHT,
-        marginv=SAFE_BOTTOM + 140,
+        marginl=layout.margin_left,
+        marginr=layout.margin_right,
+        marginv=layout.margin_bottom,
     )
     subs.styles["Handle"] = pysubs2.SSAStyle(
         fontname=CAPTION_FONT,
@@ -148,12 +221,14 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
         outlinecolor=_ass_colour("#000000", alpha=120),
         outline=2,
         shadow=0,
-        alignment=pysubs2.Alignment.TOP_LEFT,
+        # Opposite the logo when the logo takes the top-left corner.
+        alignment=pysubs2.Alignment.TOP_RIGHT if handle_right else pysubs2.Alignment.TOP_LEFT,
+        marginr=60,
         marginl=60,
         marginv=140,
     )
-    accent = _override_colour(brand.accent)
-    base = _override_colour(brand.text)
+    accent = _override_colour(style.highlight or brand.accent)
+    base = _override_colour(text_colour)
     for event in events:
         for i, word in enumerate(event.words):
             start = event.start if i == 0 else word.start
@@ -165,7 +240,7 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
                     start=pysubs2.make_time(s=start),
                     end=pysubs2.make_time(s=end),
                     style="Caption",
-                    text=_highlighted(event, i, accent, base),
+                    text=_highlighted(event, i, accent, base, layout.font_size),
                 )
             )
     if brand.handle:
@@ -180,8 +255,10 @@ def build_ass(events: list[CaptionEvent], brand: BrandKit, duration_s: float) ->
     return subs
 
 
-def _highlighted(event: CaptionEvent, active: int, accent: str, base: str) -> str:
-    size = f"{{\\fs{event.font_size}}}" if event.font_size != CAPTION_SIZE else ""
+def _highlighted(
+    event: CaptionEvent, active: int, accent: str, base: str, layout_size: int = CAPTION_SIZE
+) -> str:
+    size = f"{{\\fs{event.font_size}}}" if event.font_size != layout_size else ""
     lines: list[str] = []
     index = 0
     for line in event.lines:

@@ -6,6 +6,7 @@ Pure pydantic, no I/O. Every stage reads and writes these as JSON beside its med
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +30,20 @@ class BrandKit(BaseModel):
     handle: str = Field("", max_length=40, description="Shown as a watermark, e.g. @mychannel.")
 
 
+class CaptionStyle(BaseModel):
+    """How a channel's captions look. Colours default to the brand kit's text and accent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    font: Literal["DejaVu Sans", "DejaVu Serif", "DejaVu Sans Mono"] = "DejaVu Sans"
+    size: int = Field(84, ge=40, le=140, description="Pixels at 1080 wide.")
+    colour: str | None = Field(None, pattern=HEX_COLOUR)
+    highlight: str | None = Field(None, pattern=HEX_COLOUR)
+    outline_colour: str = Field("#000000", pattern=HEX_COLOUR)
+    position: Literal["lower", "middle", "upper"] = "lower"
+    uppercase: bool = False
+
+
 class ChannelProfile(BaseModel):
     """Per-channel settings, read from `$FACTORY_HOME/channels/<channel>/channel.yaml`."""
 
@@ -43,6 +58,16 @@ class ChannelProfile(BaseModel):
         -20.0, ge=-40, le=0, description="Music bed level before ducking."
     )
     voice_speed: float = Field(1.0, ge=0.7, le=1.4, description="1.2 speaks 20% faster.")
+    captions: CaptionStyle = Field(default_factory=CaptionStyle)
+    aspects: list[Literal["9:16", "1:1", "16:9"]] = Field(
+        default_factory=lambda: ["9:16"],
+        min_length=1,
+        description="The first is video.mp4; others render beside it as video_1x1.mp4 etc.",
+    )
+    renderer: Literal["ffmpeg", "moviepy"] = "ffmpeg"
+    logo_corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = "top_right"
+    logo_opacity: float = Field(0.8, ge=0.05, le=1.0)
+    bumper_s: float = Field(1.5, gt=0.2, le=2.0, description="Intro and outro length.")
 
 
 class TopicRequest(BaseModel):
@@ -54,7 +79,7 @@ class TopicRequest(BaseModel):
     channel: str
     topic: str = Field(description="The topic text as the user gave it (cleaned of control chars).")
     language: Language = Language.EN
-    style: str = "explainer"
+    style: str | None = Field(None, description="None: the channel's style.")
     duration_s: float = Field(30.0, ge=15, le=60)
     script: str | None = Field(None, description="A user's own narration, used verbatim.")
     source_file: str = ""

@@ -9,6 +9,8 @@ from factory_core.render_plan import LOUDNESS_TARGET_LUFS
 DURATION_TOLERANCE = 0.10
 LOUDNESS_TOLERANCE_LU = 1.5
 SILENT_BELOW_LUFS = -60.0
+TRUE_PEAK_MAX_DBTP = -1.0
+AV_GAP_MAX_S = 0.1
 
 
 def video_problems(
@@ -24,6 +26,11 @@ def video_problems(
     integrated_lufs: float | None,
     moov_first: bool,
     expected_size: tuple[int, int] = (1080, 1920),
+    true_peak_dbtp: float | None = None,
+    audio_s: float | None = None,
+    video_s: float | None = None,
+    freezes: list[tuple[float, float]] = (),  # type: ignore[assignment]
+    blacks: list[tuple[float, float]] = (),  # type: ignore[assignment]
 ) -> list[str]:
     problems = []
     if (width, height) != expected_size:
@@ -48,6 +55,14 @@ def video_problems(
             f"loudness {integrated_lufs:.1f} LUFS, expected {LOUDNESS_TARGET_LUFS} ± "
             f"{LOUDNESS_TOLERANCE_LU}"
         )
+    if true_peak_dbtp is not None and true_peak_dbtp > TRUE_PEAK_MAX_DBTP:
+        problems.append(f"true peak {true_peak_dbtp:.1f} dBTP, above {TRUE_PEAK_MAX_DBTP}")
+    if audio_s is not None and video_s is not None and abs(audio_s - video_s) > AV_GAP_MAX_S:
+        problems.append(f"audio {audio_s:.2f}s and video {video_s:.2f}s differ by more than 0.1s")
+    problems.extend(
+        f"picture frozen for {length:.1f}s from {start:.1f}s" for start, length in freezes
+    )
+    problems.extend(f"black for {length:.1f}s from {start:.1f}s" for start, length in blacks)
     if not moov_first:
         problems.append("moov atom is not at the start (no +faststart)")
     return problems

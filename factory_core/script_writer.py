@@ -231,7 +231,8 @@ def _assemble(
                 sentences=sentences,
                 keywords=scene_words,
                 visual_prompt=(
-                    f"{', '.join(scene_words) or subject_of(request.topic)}; {request.style} style, "
+                    f"{', '.join(scene_words) or subject_of(request.topic)}; "
+                    f"{request.style or 'explainer'} style, "
                     "vertical 9:16 composition, bold shapes, high contrast"
                 ),
                 planned_start_s=round(clock, 2),
@@ -246,7 +247,7 @@ def _assemble(
         language=request.language,
         title=title,
         description=fit_description(t.description.format(t=subject_of(request.topic))),
-        hashtags=fit_hashtags([*topic_words, request.style, "shorts"]),
+        hashtags=fit_hashtags([*topic_words, request.style or "explainer", "shorts"]),
         hook=hook,
         body_points=body_points,
         call_to_action=cta,

@@ -186,8 +186,8 @@ def _validate_row(
 
     language = _language(row.get("language"), script or topic)
     duration = _duration(row.get("duration"), default_duration_s)
-    style = clean_text(str(row.get("style") or "")) or "explainer"
-    if len(style) > 40:
+    style = clean_text(str(row.get("style") or "")) or None
+    if style and len(style) > 40:
         raise ValueError("style is longer than 40 characters; use a short name like 'explainer'")
 
     return TopicRequest(

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
+from factory_core import ffmpeg_commands as fc
 from factory_core import render_plan as rp
 
 
@@ -24,22 +25,6 @@ def ffmpeg_exe() -> str:
     import imageio_ffmpeg
 
     return imageio_ffmpeg.get_ffmpeg_exe()
-
-
-@cache
-def fonts_dir() -> Path:
-    """DejaVu Sans (Latin and Cyrillic), from matplotlib's wheel: found without importing it."""
-    from importlib.util import find_spec
-
-    spec = find_spec("matplotlib")
-    if spec is None or not spec.submodule_search_locations:
-        raise RenderError(
-            "matplotlib (which carries the DejaVu fonts) is not installed; run make setup"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
-    if not (path / "DejaVuSans-Bold.ttf").exists():
-        raise RenderError(f"DejaVu fonts are missing from {path}; reinstall matplotlib")
-    return path
 
 
 def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg") -> str:
@@ -141,7 +126,7 @@ _SUMMARY_PEAK = re.compile(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS")
 
 
 def measure_loudness(path: Path) -> Loudness:
-    text = run_ffmpeg(rp.loudness_args(str(path)), what=f"loudness of {path.name}")
+    text = run_ffmpeg(fc.loudness_args(str(path)), what=f"loudness of {path.name}")
     i = _SUMMARY_I.findall(text)
     peak = _SUMMARY_PEAK.findall(text)
     if not i:
@@ -152,21 +137,77 @@ def measure_loudness(path: Path) -> Loudness:
     )
 
 
+@dataclass(frozen=True)
+class Inspection:
+    """What one decode of a finished video shows."""
+
+    video_s: float
+    audio_s: float
+    freezes: list[tuple[float, float]]  # (start, duration)
+    blacks: list[tuple[float, float]]
+    integrated_lufs: float
+    true_peak_dbtp: float
+
+
+_FRAMES = re.compile(r"frame=\s*(\d+)")
+_FREEZE = re.compile(r"freeze_start: ([\d.]+)|freeze_duration: ([\d.]+)")
+_BLACK = re.compile(r"black_start:([\d.]+) black_end:[\d.]+ black_duration:([\d.]+)")
+_SAMPLES = re.compile(r"Number of samples: (\d+)")
+
+
+def inspect_video(path: Path, fps: int = 30, sample_rate: int = 48000) -> Inspection:
+    proc = subprocess.run(
+        [ffmpeg_exe(), *fc.inspection_args(str(path))],
+        capture_output=True, text=True, errors="replace", check=False,
+    )  # fmt: skip
+    text = proc.stderr
+    if proc.returncode != 0:
+        raise RenderError(f"{path.name}: cannot be decoded: {text.strip().splitlines()[-1:]}")
+    frames = _FRAMES.findall(text)
+    starts = [float(a) for a, _ in _FREEZE.findall(text) if a]
+    durations = [float(b) for _, b in _FREEZE.findall(text) if b]
+    # A freeze still running at the end has a start but no duration yet.
+    video_s = int(frames[-1]) / fps if frames else 0.0
+    durations += [video_s - s for s in starts[len(durations) :]]
+    samples = _SAMPLES.findall(text)
+    i = _SUMMARY_I.findall(text)
+    peak = _SUMMARY_PEAK.findall(text)
+    return Inspection(
+        video_s=video_s,
+        audio_s=int(samples[-1]) / sample_rate if samples else 0.0,
+        freezes=list(zip(starts, durations, strict=False)),
+        blacks=[(float(s), float(d)) for s, d in _BLACK.findall(text)],
+        integrated_lufs=float(i[-1]) if i and i[-1] != "-inf" else -120.0,
+        true_peak_dbtp=float(peak[-1]) if peak and peak[-1] != "-inf" else -120.0,
+    )
+
+
 class FfmpegRenderer(dg.ConfigurableResource):
     """Renders a RenderPlan with the static ffmpeg: audio master, then one video pass."""
 
-    preset: str = Field(
-        "veryfast", description="x264 preset; measured fastest faithful on 2 cores."
-    )
+    preset: str = Field("veryfast", description="x264 preset (see EncoderSettings for why).")
+    x264_params: str = Field(rp.EncoderSettings().x264_params, description="Extra x264 options.")
     crf: int = Field(21, ge=14, le=30)
+
+    def _settings(self) -> rp.EncoderSettings:
+        return rp.EncoderSettings(preset=self.preset, x264_params=self.x264_params, crf=self.crf)
+
+    @staticmethod
+    def _logo_size(plan: rp.RenderPlan, work_dir: Path) -> tuple[int, int]:
+        if plan.overlay is None:
+            return (1, 1)
+        from PIL import Image
+
+        with Image.open(work_dir / plan.overlay.image_file) as logo:
+            return logo.size
 
     def master_audio(self, plan: rp.AudioMixPlan, work_dir: Path, output: Path) -> Loudness:
         mix = work_dir / ".mix.wav"
         try:
-            run_ffmpeg(rp.audio_mix_args(plan, str(mix)), cwd=work_dir, what="audio mix")
+            run_ffmpeg(fc.audio_mix_args(plan, str(mix)), cwd=work_dir, what="audio mix")
             measured = measure_loudness(mix)
             run_ffmpeg(
-                rp.audio_master_args(str(mix), measured.integrated_lufs, plan, str(output)),
+                fc.audio_master_args(str(mix), measured.integrated_lufs, plan, str(output)),
                 cwd=work_dir,
                 what="audio master",
             )
@@ -175,17 +216,17 @@ class FfmpegRenderer(dg.ConfigurableResource):
         return measure_loudness(output)
 
     def render(self, plan: rp.RenderPlan, work_dir: Path, output: Path) -> float:
-        plan = plan.model_copy(
-            update={"encoder": rp.EncoderSettings(preset=self.preset, crf=self.crf)}
-        )
+        plan = plan.model_copy(update={"encoder": self._settings()})
         started = time.perf_counter()
-        run_ffmpeg(rp.video_args(plan, str(output)), cwd=work_dir, what="video render")
+        run_ffmpeg(
+            fc.video_args(plan, str(output), self._logo_size(plan, work_dir)),
+            cwd=work_dir,
+            what="video render",
+        )
         return time.perf_counter() - started
 
     def encode_still(self, image: Path, plan: rp.RenderPlan, output: Path) -> float:
-        plan = plan.model_copy(
-            update={"encoder": rp.EncoderSettings(preset=self.preset, crf=self.crf)}
-        )
+        plan = plan.model_copy(update={"encoder": self._settings()})
         started = time.perf_counter()
-        run_ffmpeg(rp.still_floor_args(str(image), plan, str(output)), what="still encode")
+        run_ffmpeg(fc.still_floor_args(str(image), plan, str(output)), what="still encode")
         return time.perf_counter() - started

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from factory_core.models import BrandKit
-from factory_resources.ffmpeg import fonts_dir
+from factory_resources.fonts import fonts_dir
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 _TAG_SPLIT = re.compile(r"[\W_]+", re.UNICODE)

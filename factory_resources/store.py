@@ -63,6 +63,11 @@ class MediaStore(dg.ConfigurableResource):
     def channel_dir(self, channel: str) -> Path:
         return self._inside(self.root / "channels" / channel_slug(channel))
 
+    def brand_file(self, channel: str, stem: str, suffixes: tuple[str, ...]) -> Path | None:
+        """A brand-kit file such as channels/<channel>/brand/logo.png, if the channel has one."""
+        folder = self.channel_dir(channel) / "brand"
+        return next((folder / f"{stem}{s}" for s in suffixes if (folder / f"{stem}{s}").is_file()), None)
+
     def inbox_dir(self, channel: str | None = None) -> Path:
         base = self.root / "inbox"
         path = self._inside(base / channel_slug(channel)) if channel else self._inside(base)

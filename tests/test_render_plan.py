@@ -17,21 +17,25 @@ from itertools import pairwise
 
 import pytest
 
+from factory_core.ffmpeg_commands import (
+    audio_mix_args,
+    escape_filter_path,
+    video_args,
+    video_filtergraph,
+)
 from factory_core.models import Language, TopicRequest
 from factory_core.quality import script_problems, video_problems
 from factory_core.render_plan import (
     FPS,
-    TRANSITION_S,
     AudioMixPlan,
     Motion,
     RenderPlan,
-    audio_mix_args,
+    Transition,
     build_render_plan,
     clip_frames,
-    escape_filter_path,
+    frame_layout,
     motions_for,
-    video_args,
-    video_filtergraph,
+    transitions_for,
 )
 from factory_core.script_writer import compose_script
 from factory_core.slugs import topic_key
@@ -89,50 +93,56 @@ def test_render_plan_gives_each_clip_its_motion_in_order() -> None:
 
 
 @pytest.mark.parametrize("cuts", TILINGS)
-def test_clip_frames_add_up_to_the_duration(cuts: list[float]) -> None:
+def test_scenes_tile_the_narration_in_whole_frames(cuts: list[float]) -> None:
     plan = plan_for(cuts)
-    frames = clip_frames(plan)
-    n = len(plan.clips)
-    assert len(frames) == n
-    assert all(f >= 2 for f in frames)
-    overlap = (n - 1) * plan.transition_s * plan.fps
-    assert abs(sum(frames) - overlap - plan.duration_s * plan.fps) <= n  # 1 frame per clip
-    # every clip but the last carries one transition more than its own span
-    for i, (clip, f) in enumerate(zip(plan.clips, frames, strict=True)):
-        extra = plan.transition_s if i < n - 1 else 0.0
-        assert abs(f - (clip.end - clip.start + extra) * plan.fps) <= 0.5 + 1e-9
+    layout = frame_layout(plan)
+    assert layout[0].start == 0
+    assert sum(f.own for f in layout) == round(plan.duration_s * plan.fps)
+    for clip, frames, nxt in zip(plan.clips, layout, [*layout[1:], None], strict=True):
+        assert frames.start == round(clip.start * plan.fps) or frames.start == 0
+        assert abs(frames.own - (clip.end - clip.start) * plan.fps) <= 1
+        if nxt is not None:
+            assert nxt.start == frames.start + frames.own  # no gap, no overlap
+            assert frames.tail == nxt.head  # the outgoing tail and incoming head blend
+            assert 0 < frames.tail <= round(plan.transition_s * plan.fps)
+            assert frames.tail <= frames.own // 2 and nxt.head <= nxt.own // 2
+    assert layout[0].head == 0 and layout[-1].tail == 0
+    assert clip_frames(plan) == [f.own + f.tail for f in layout]
 
 
 @pytest.mark.parametrize("cuts", TILINGS)
-def test_filtergraph_loops_each_still_and_joins_with_xfades(cuts: list[float]) -> None:
+def test_filtergraph_loops_each_still_and_blends_only_at_the_cuts(cuts: list[float]) -> None:
     plan = plan_for(cuts)
     graph = video_filtergraph(plan)
     n = len(plan.clips)
     loops = re.findall(r"(?:^|,)loop=loop=(\d+):size=1:start=0", graph)
     assert len(loops) == n
     assert [int(x) + 1 for x in loops] == clip_frames(plan)
-    assert graph.count("xfade=") == n - 1
-    for i in range(n):
+    joins = graph.count("xfade=") + graph.count("fade=t=out:s=0")
+    assert joins == n - 1
+    # each scene's body starts after the incoming blend and ends at its own last frame
+    for i, frames in enumerate(frame_layout(plan)):
+        if n > 1:
+            assert f"trim=start_frame={frames.head}:end_frame={frames.own}" in graph
         assert graph.count(f"[{i}:v]") == 1
     assert "ass=filename=" in graph
     assert graph.endswith("[v]")
     assert graph.count("[v]") == 1
 
 
-@pytest.mark.parametrize("cuts", TILINGS[1:])
-def test_xfades_start_at_the_scene_cuts(cuts: list[float]) -> None:
-    plan = plan_for(cuts)
-    offsets = [
-        float(x) for x in re.findall(r"xfade=[^\[]*offset=([0-9.]+)", video_filtergraph(plan))
-    ]
-    assert len(offsets) == len(plan.clips) - 1
-    for i, offset in enumerate(offsets, start=1):
-        assert offset == pytest.approx(plan.clips[i].start, abs=i / plan.fps)
-    # the joined stream is as long as the video (per-clip rounding: up to 1 frame per clip)
-    frames = clip_frames(plan)
-    total = offsets[-1] + frames[-1] / plan.fps
-    assert total == pytest.approx(plan.duration_s, abs=len(plan.clips) / plan.fps)
-    assert f"duration={TRANSITION_S}" in video_filtergraph(plan)
+def test_every_transition_kind_and_style_builds() -> None:
+    for style in ("explainer", "energetic", "calm", "story", "unknown"):
+        kinds = transitions_for(6, style)
+        assert kinds[0] is None and all(isinstance(k, Transition) for k in kinds[1:])
+    plan = plan_for(TILINGS[3])
+    for kind in Transition:
+        clips = [c.model_copy(update={"transition_in": kind if i else None})
+                 for i, c in enumerate(plan.clips)]  # fmt: skip
+        graph = video_filtergraph(plan.model_copy(update={"clips": clips}))
+        if kind is Transition.BRAND_COLOUR:
+            assert "c=0x14213D" in graph and "xfade" not in graph
+        else:
+            assert graph.count(f"xfade=transition={kind.value}:") == len(clips) - 1
 
 
 def test_filtergraph_without_captions_has_no_ass() -> None:
@@ -174,7 +184,8 @@ def test_video_args_encode_for_the_platforms(cuts: list[float]) -> None:
     assert _adjacent(args, "-r", "30")
     assert _adjacent(args, "-map", "[v]")
     assert _adjacent(args, "-map", f"{n}:a")
-    assert _adjacent(args, "-t", f"{plan.duration_s:.3f}")
+    assert _adjacent(args, "-t", f"{plan.total_s:.3f}")
+    assert _adjacent(args, "-filter_complex_threads", "1")
     assert _adjacent(args, "-filter_complex", video_filtergraph(plan))
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
     assert inputs == [c.image_file for c in plan.clips] + [plan.audio_file]

@@ -65,7 +65,7 @@ def test_csv_reads_all_columns() -> None:
 
     assert sky.language is Language.RU  # detected from the Cyrillic text
     assert sky.duration_s == 30.0  # the default
-    assert sky.style == "explainer"
+    assert sky.style is None  # no style given: the channel's style applies
 
     assert holes.duration_s == 20.0  # "20s" is read as seconds
     assert holes.script == "My own script. Second sentence, with a comma!"
@@ -171,7 +171,7 @@ def test_yaml_topics_key() -> None:
     text = "topics:\n  - Alpha topic\n  - topic: Beta topic\n    style: story\n"
     batch = parse("b.yaml", text)
     assert [(r.topic, r.style) for r in batch.accepted] == [
-        ("Alpha topic", "explainer"),
+        ("Alpha topic", None),
         ("Beta topic", "story"),
     ]
 
