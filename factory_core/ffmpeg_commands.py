@@ -14,7 +14,6 @@ Two passes, measured on 2 cores for a 30 s 1080x1920 short:
 from __future__ import annotations
 
 from factory_core.render_plan import (
-    LOUDNESS_TARGET_LUFS,
     MOTION_OVERSCAN,
     TRUE_PEAK_LIMIT_DB,
     AudioMixPlan,
@@ -49,7 +48,11 @@ def _motion_filters(motion: Motion, frames: int, width: int, height: int) -> str
     p = f"(n/{max(1, frames - 1)})"
     span = MOTION_OVERSCAN - 1
     if motion in (Motion.ZOOM_IN, Motion.ZOOM_OUT):
-        zoom = f"(1+{span:.4f}*{p})" if motion is Motion.ZOOM_IN else f"({MOTION_OVERSCAN}-{span:.4f}*{p})"
+        zoom = (
+            f"(1+{span:.4f}*{p})"
+            if motion is Motion.ZOOM_IN
+            else f"({MOTION_OVERSCAN}-{span:.4f}*{p})"
+        )
         return (
             f"scale=w='2*trunc({width}*{zoom}/2)':h='2*trunc({height}*{zoom}/2)'"
             # Rounding the zoomed size changes the pixel aspect a hair; concat needs it square.
@@ -152,9 +155,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
     if len(segments) == 1:
         parts.append(f"{segments[0]}{renumber}[{current}]")
     else:
-        parts.append(
-            f"{''.join(segments)}concat=n={len(segments)}:v=1:a=0,{renumber}[{current}]"
-        )
+        parts.append(f"{''.join(segments)}concat=n={len(segments)}:v=1:a=0,{renumber}[{current}]")
 
     if plan.captions_file:
         subtitle = f"ass=filename={escape_filter_path(plan.captions_file)}"
@@ -308,11 +309,9 @@ def loudness_args(input_file: str) -> list[str]:
     ]  # fmt: skip
 
 
-def audio_master_args(
-    mix_wav: str, measured_lufs: float, plan: AudioMixPlan, output: str
-) -> list[str]:
-    """Measured gain to the loudness target, a peak limiter, short fades; AAC out."""
-    gain = LOUDNESS_TARGET_LUFS - measured_lufs
+def audio_master_args(mix_wav: str, gain_db: float, plan: AudioMixPlan, output: str) -> list[str]:
+    """A gain (measured to reach the loudness target), a peak limiter, short fades; AAC out."""
+    gain = gain_db
     limit = 10 ** (TRUE_PEAK_LIMIT_DB / 20)
     total = plan.total_s
     chain = (

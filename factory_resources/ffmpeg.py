@@ -14,6 +14,7 @@ from pydantic import Field
 
 from factory_core import ffmpeg_commands as fc
 from factory_core import render_plan as rp
+from factory_core.render_plan import LOUDNESS_TARGET_LUFS
 
 
 class RenderError(RuntimeError):
@@ -205,15 +206,23 @@ class FfmpegRenderer(dg.ConfigurableResource):
         mix = work_dir / ".mix.wav"
         try:
             run_ffmpeg(fc.audio_mix_args(plan, str(mix)), cwd=work_dir, what="audio mix")
-            measured = measure_loudness(mix)
-            run_ffmpeg(
-                fc.audio_master_args(str(mix), measured.integrated_lufs, plan, str(output)),
-                cwd=work_dir,
-                what="audio master",
-            )
+            gain = LOUDNESS_TARGET_LUFS - measure_loudness(mix).integrated_lufs
+            # The limiter takes back some of the gain on peaky mixes (short clips, loud music);
+            # measure the result and correct, at most twice.
+            for _ in range(3):
+                run_ffmpeg(
+                    fc.audio_master_args(str(mix), gain, plan, str(output)),
+                    cwd=work_dir,
+                    what="audio master",
+                )
+                result = measure_loudness(output)
+                error = LOUDNESS_TARGET_LUFS - result.integrated_lufs
+                if abs(error) <= 0.5:
+                    break
+                gain += error
         finally:
             mix.unlink(missing_ok=True)
-        return measure_loudness(output)
+        return result
 
     def render(self, plan: rp.RenderPlan, work_dir: Path, output: Path) -> float:
         plan = plan.model_copy(update={"encoder": self._settings()})
