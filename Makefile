@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 CHANNEL ?= demo
 BATCH ?= samples/topics_en.csv
 
-.PHONY: setup demo test lint ui bench clean
+.PHONY: setup demo test lint ui bench bench-render clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -40,6 +40,9 @@ ui: setup
 
 bench: setup
 	$(VENV)/bin/python -m bench.topic_bench
+
+bench-render: setup
+	$(VENV)/bin/python -m bench.render_bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

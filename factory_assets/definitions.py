@@ -16,6 +16,7 @@ from factory_assets.video import video
 from factory_assets.voiceover import voiceover
 from factory_resources.ffmpeg import FfmpegRenderer
 from factory_resources.images import SceneImageMaker
+from factory_resources.moviepy_renderer import MoviepyRenderer
 from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import MediaStore
 from factory_resources.voices import OfflineVoice
@@ -34,6 +35,7 @@ def offline_resources(home: str = "") -> dict[str, object]:
         "voice": OfflineVoice(),
         "image_maker": SceneImageMaker(),
         "renderer": FfmpegRenderer(),
+        "moviepy_renderer": MoviepyRenderer(),
     }
 
 

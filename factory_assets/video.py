@@ -2,8 +2,10 @@
 
 import hashlib
 import os
+from typing import Literal
 
 import dagster as dg
+from pydantic import Field
 
 from factory_assets.common import load_stage, topic_context
 from factory_assets.partitions import topics
@@ -15,10 +17,17 @@ from factory_core.models import SceneImages, Voiceover
 from factory_core.timing import END_TAIL_S
 from factory_resources.ffmpeg import FfmpegRenderer, RenderError, probe
 from factory_resources.fonts import fonts_dir
+from factory_resources.moviepy_renderer import MoviepyRenderer
 from factory_resources.music import music_for_channel
 from factory_resources.store import MediaStore
 
 PICTURES = LOGO_SUFFIXES
+
+
+class VideoConfig(dg.Config):
+    renderer: Literal["channel", "ffmpeg", "moviepy"] = Field(
+        "channel", description="Backend for this run; 'channel' uses the channel's setting."
+    )
 CLIPS = (".mp4", ".mov", ".webm", ".mkv")
 
 
@@ -33,7 +42,11 @@ CLIPS = (".mp4", ".mov", ".webm", ".mkv")
     description="video.mp4: 1080x1920, 30 fps, H.264 + AAC, captions burned in, music ducked.",
 )
 def video(
-    context: dg.AssetExecutionContext, store: MediaStore, renderer: FfmpegRenderer
+    context: dg.AssetExecutionContext,
+    config: VideoConfig,
+    store: MediaStore,
+    renderer: FfmpegRenderer,
+    moviepy_renderer: MoviepyRenderer,
 ) -> dg.MaterializeResult:
     topic = topic_context(context, store)
     channel = topic.channel
@@ -74,6 +87,9 @@ def video(
         for index, aspect in enumerate(channel.aspects)
     ]  # fmt: skip
     store.write_model(topic.dir / "render_plan.json", plans[0])
+    backend = channel.renderer if config.renderer == "channel" else config.renderer
+    # Audio is mastered by ffmpeg for both backends, so they sound the same.
+    draw = moviepy_renderer if backend == "moviepy" else renderer
     outputs = []
     render_s = 0.0
     try:
@@ -82,7 +98,7 @@ def video(
         for index, plan in enumerate(plans):
             output = topic.dir / plan.aspect.file_name("video", ".mp4", index == 0)
             with store.atomic_path(output) as tmp_video:
-                render_s += renderer.render(plan, topic.dir, tmp_video)
+                render_s += draw.render(plan, topic.dir, tmp_video)
             outputs.append(output)
     except RenderError as exc:
         raise dg.Failure(description=f"rendering {topic.key} failed: {exc}") from exc
@@ -105,7 +121,7 @@ def video(
             ) or "handle only",
             "render_s": round(render_s, 2),
             "size_mb": round(outputs[0].stat().st_size / 1e6, 2),
-            "provider": "ffmpeg",
+            "provider": backend,
             "cost_usd": 0.0,
         }
     )

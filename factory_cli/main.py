@@ -95,8 +95,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             continue
         _err(f"[{len(rows) + 1}/{len(batch.verdicts)}] {key} ...")
         t0 = time.perf_counter()
+        run_config = {**QUIET_LOGS}
+        if args.renderer:
+            run_config["ops"] = {"video": {"config": {"renderer": args.renderer}}}
         result = job.execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False, run_config=QUIET_LOGS
+            partition_key=key, instance=instance, raise_on_error=False, run_config=run_config
         )
         after = topic_status(instance, store, key)
         ok = result.success and after.status == "done"
@@ -177,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("file")
     run.add_argument("--channel", required=True)
     run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.add_argument(
+        "--renderer", choices=["ffmpeg", "moviepy"], help="override the channel's render backend"
+    )
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="where every topic stands")
     status.add_argument("--json", action="store_true")

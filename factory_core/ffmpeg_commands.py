@@ -93,7 +93,9 @@ def _still(input_index: int, frames: int, plan: RenderPlan, overscan: bool) -> s
         picture = f"{source}{fill}"
     return (
         f"{picture},format=yuv420p,setsar=1,"
-        f"loop=loop={frames - 1}:size=1:start=0,setpts=N/{plan.fps}/TB"
+        # A picture input's time base is 1/25: renumbering in it would round 30 fps stamps
+        # onto each other. In 1/fps every frame is exactly one tick.
+        f"loop=loop={frames - 1}:size=1:start=0,settb=1/{plan.fps},setpts=N"
     )
 
 
@@ -151,7 +153,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
     current = "body"
     # Every frame is exactly one frame long by construction; renumbering the timestamps keeps
     # the captions on time and stops the encoder dropping frames that xfade stamped close.
-    renumber = f"setpts=N/{plan.fps}/TB"
+    renumber = f"settb=1/{plan.fps},setpts=N"
     if len(segments) == 1:
         parts.append(f"{segments[0]}{renumber}[{current}]")
     else:
@@ -240,7 +242,7 @@ def still_floor_args(image_file: str, plan: RenderPlan, output: str) -> list[str
         *_QUIET, "-i", image_file,
         "-filter_complex",
         f"[0:v]scale={plan.width}:{plan.height},format=yuv420p,"
-        f"loop=loop={frames - 1}:size=1:start=0,setpts=N/{plan.fps}/TB[v]",
+        f"loop=loop={frames - 1}:size=1:start=0,settb=1/{plan.fps},setpts=N[v]",
         "-map", "[v]", *_encoder_args(plan.encoder, plan.fps), "-an", output,
     ]  # fmt: skip
 

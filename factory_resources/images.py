@@ -119,7 +119,7 @@ class SceneImageMaker(dg.ConfigurableResource):
         pixels = (
             top[None, None, :] * (1 - ramp[..., None]) + bottom[None, None, :] * ramp[..., None]
         )
-        image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+        image = Image.fromarray(pixels.astype(np.uint8))
 
         shapes = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         draw = ImageDraw.Draw(shapes)

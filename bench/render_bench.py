@@ -1,0 +1,112 @@
+"""The same 30 s render plan through the ffmpeg backend, the moviepy backend and the encoder floor.
+
+    .venv/bin/python -m bench.render_bench        (what `make bench-render` runs)
+
+A topic is made first (in a child process, so this process stays small) to get a real plan:
+scene pictures, captions, mastered audio. Then, one after another in this process's children:
+
+    ffmpeg_s    the ffmpeg backend's one video pass for the plan
+    moviepy_s   the moviepy backend for the same plan (per-frame compositing in Python)
+    floor_s     the encoder floor: the first scene picture as a still, same size, fps,
+                duration and x264 settings, no filters
+    peak_rss_mb the largest peak resident memory of any of those renders (each child's own
+                figure from wait4, not this process's)
+
+Ratios are taken within the run, so a busy machine shifts all three alike. Set BENCH_KEEP=1 to
+keep the temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TOPICS = "topic,duration\nWhy octopuses have three hearts,30\n"
+
+
+def _timed_child(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and the child's own peak RSS in MB (a crashed ffmpeg is run again, as the
+    renderer does; only the successful run is timed)."""
+    for _ in range(3):
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            return seconds, usage.ru_maxrss // 1024
+        if code > 0:
+            break
+    raise SystemExit(f"bench-render: FAILED: {' '.join(command[:3])}: {stderr[-400:]}")
+
+
+def main() -> int:
+    from factory_core import ffmpeg_commands as fc
+    from factory_core.render_plan import EncoderSettings, RenderPlan
+    from factory_resources.ffmpeg import ffmpeg_exe, probe
+
+    home = Path(tempfile.mkdtemp(prefix="bench-render-"))
+    try:
+        batch = home / "topics.csv"
+        batch.write_text(TOPICS, encoding="utf-8")
+        env = {**os.environ, "FACTORY_HOME": str(home)}
+        env.pop("DAGSTER_HOME", None)
+        factory = str(Path(sys.executable).with_name("factory"))
+        made = subprocess.run([factory, "run", str(batch), "--channel", "bench", "--json"],
+                              check=False, env=env, capture_output=True, text=True)  # fmt: skip
+        if made.returncode != 0:
+            raise SystemExit(f"bench-render: FAILED: the topic was not made: {made.stdout[-600:]}")
+        topic_dir = next((home / "topics").iterdir())
+        plan = RenderPlan.model_validate_json((topic_dir / "render_plan.json").read_text())
+        plan = plan.model_copy(update={"encoder": EncoderSettings()})
+        print(f"plan    {plan.total_s:.1f}s {plan.width}x{plan.height}, {len(plan.clips)} scenes, "
+              f"transitions {[c.transition_in for c in plan.clips[1:]]}")  # fmt: skip
+
+        ffmpeg_s, ffmpeg_mb = _timed_child(
+            [ffmpeg_exe(), *fc.video_args(plan, str(home / "ffmpeg.mp4"))], topic_dir
+        )
+        floor_s, floor_mb = _timed_child(
+            [ffmpeg_exe(),
+             *fc.still_floor_args(plan.clips[0].image_file, plan, str(home / "floor.mp4"))],
+            topic_dir,
+        )  # fmt: skip
+        moviepy_code = (
+            "import sys; from pathlib import Path;"
+            "from factory_core.render_plan import RenderPlan;"
+            "from factory_resources.moviepy_renderer import MoviepyRenderer;"
+            "plan = RenderPlan.model_validate_json(Path(sys.argv[1]).read_text());"
+            "MoviepyRenderer().render(plan, Path(sys.argv[2]), Path(sys.argv[3]))"
+        )
+        moviepy_s, moviepy_mb = _timed_child(
+            [sys.executable, "-c", moviepy_code, str(topic_dir / "render_plan.json"),
+             str(topic_dir), str(home / "moviepy.mp4")],
+            topic_dir,
+        )  # fmt: skip
+        for name in ("ffmpeg.mp4", "moviepy.mp4"):
+            info = probe(home / name)
+            print(f"output  {name}: {info.width}x{info.height} {info.fps} fps "
+                  f"{info.video_codec}/{info.audio_codec} {info.duration_s:.2f}s")  # fmt: skip
+        print(f"time    ffmpeg {ffmpeg_s:.1f}s  moviepy {moviepy_s:.1f}s  floor {floor_s:.1f}s")
+        print(f"memory  ffmpeg {ffmpeg_mb} MB  moviepy {moviepy_mb} MB  floor {floor_mb} MB")
+        print("targets ffmpeg_vs_floor <= 1.5, moviepy_vs_ffmpeg >= 10, peak_rss_mb <= 1024")
+        print(
+            f"bench-render: ffmpeg_s={ffmpeg_s:.1f} moviepy_s={moviepy_s:.1f} floor_s={floor_s:.1f} "
+            f"ffmpeg_vs_floor={ffmpeg_s / floor_s:.2f} moviepy_vs_ffmpeg={moviepy_s / ffmpeg_s:.1f} "
+            f"peak_rss_mb={max(ffmpeg_mb, moviepy_mb, floor_mb)}"
+        )
+        return 0
+    finally:
+        if os.environ.get("BENCH_KEEP") != "1":
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
