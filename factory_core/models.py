@@ -68,6 +68,12 @@ class ChannelProfile(BaseModel):
     logo_corner: Literal["top_left", "top_right", "bottom_left", "bottom_right"] = "top_right"
     logo_opacity: float = Field(0.8, ge=0.05, le=1.0)
     bumper_s: float = Field(1.5, gt=0.2, le=2.0, description="Intro and outro length.")
+    cover_from: Literal["scene", "frame"] = Field(
+        "scene", description="Covers from the hook scene's picture, or from a video frame."
+    )
+    cover_frame_s: float | None = Field(
+        None, ge=0, description="With cover_from: frame, the second to take (default: mid-hook)."
+    )
 
 
 class TopicRequest(BaseModel):

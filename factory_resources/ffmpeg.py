@@ -151,6 +151,15 @@ def measure_loudness(path: Path) -> Loudness:
     )
 
 
+def extract_frame(video: Path, second: float, output: Path) -> None:
+    """One frame of a video as a picture (for covers taken from the video)."""
+    run_ffmpeg(
+        ["-hide_banner", "-nostdin", "-y", "-loglevel", "error", "-ss", f"{second:.3f}",
+         "-i", str(video), "-frames:v", "1", str(output)],
+        what=f"frame of {video.name}",
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Inspection:
     """What one decode of a finished video shows."""
