@@ -7,11 +7,12 @@ import dagster as dg
 
 from factory_assets.common import load_stage, topic_context
 from factory_assets.partitions import topics
+from factory_assets.script import script
 from factory_assets.voiceover import voiceover
 from factory_core.captions import build_ass, build_srt, caption_layout, chunk_words
-from factory_core.models import Voiceover
+from factory_core.models import Script, Voiceover
 from factory_core.render_plan import Aspect
-from factory_core.timing import END_TAIL_S
+from factory_core.timing import END_TAIL_S, scene_spans
 from factory_resources.fonts import text_measure
 from factory_resources.store import MediaStore
 
@@ -20,15 +21,23 @@ LOGO_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 @dg.asset(
     partitions_def=topics,
-    deps=[voiceover],
+    deps=[voiceover, script],
     group_name="production",
     kinds={"pysubs2"},
-    code_version="2",
+    code_version="3",
     description="captions.srt and captions.ass (plus captions_<aspect>.ass), 1-3 words each.",
 )
 def subtitles(context: dg.AssetExecutionContext, store: MediaStore) -> dg.MaterializeResult:
     topic = topic_context(context, store)
     spoken = load_stage(topic, "voiceover.json", Voiceover, "voiceover")
+    written = load_stage(topic, "script.json", Script, "script")
+    # The same cuts as the scene pictures: captions never run into the next scene.
+    spans = scene_spans(
+        spoken.sentences,
+        [len(scene.sentences) for scene in written.scenes],
+        spoken.duration_s + END_TAIL_S,
+    )
+    cuts = [span.start for span in spans[1:]]
     style = topic.channel.captions
     measure = text_measure(style.font)
     brand = topic.channel.brand
@@ -42,7 +51,7 @@ def subtitles(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Materi
         aspect = Aspect(name)
         layout = caption_layout(*aspect.size(), style)
         events = chunk_words(
-            spoken.words, layout=layout, measure=measure, uppercase=style.uppercase
+            spoken.words, layout=layout, measure=measure, uppercase=style.uppercase, cuts=cuts
         )
         ass = build_ass(
             events,
@@ -55,7 +64,7 @@ def subtitles(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Materi
         files = [(aspect.file_name("captions", ".ass", index == 0), ass, "ass")]
         if index == 0:
             # Platforms get the words as spoken, in the main aspect's grouping.
-            plain = chunk_words(spoken.words, layout=layout, measure=measure)
+            plain = chunk_words(spoken.words, layout=layout, measure=measure, cuts=cuts)
             files.append(("captions.srt", build_srt(plain), "srt"))
             events_count = len(events)
             sample = "\n".join(" ".join(e.lines) for e in events[:6])

@@ -94,6 +94,7 @@ def chunk_words(
     layout: CaptionLayout | None = None,
     measure: TextMeasure | None = None,
     uppercase: bool = False,
+    cuts: list[float] | tuple[float, ...] = (),
 ) -> list[CaptionEvent]:
     """Group words into events of 1-3 words and at most 2 lines, never splitting a word.
 
@@ -147,6 +148,11 @@ def chunk_words(
     for prev, nxt in itertools.pairwise(events):
         if prev.end > nxt.start:
             prev.end = nxt.start
+    # Nor may a caption linger past a scene cut into the next scene's transition.
+    for event in events:
+        cut = next((c for c in sorted(cuts) if event.start < c < event.end), None)
+        if cut is not None:
+            event.end = round(cut, 3)
     return events
 
 

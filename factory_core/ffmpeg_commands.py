@@ -230,7 +230,7 @@ def video_args(plan: RenderPlan, output: str, logo_size: tuple[int, int] = (1, 1
     audio_index = len(input_files(plan)) - 1
     args += ["-filter_complex", video_filtergraph(plan, logo_size)]
     args += ["-map", "[v]", "-map", f"{audio_index}:a"]
-    args += _encoder_args(plan.encoder, plan.fps)
+    args += encoder_args(plan.encoder, plan.fps)
     args += ["-c:a", "copy", "-t", f"{plan.total_s:.3f}", "-movflags", "+faststart", output]
     return args
 
@@ -243,11 +243,11 @@ def still_floor_args(image_file: str, plan: RenderPlan, output: str) -> list[str
         "-filter_complex",
         f"[0:v]scale={plan.width}:{plan.height},format=yuv420p,"
         f"loop=loop={frames - 1}:size=1:start=0,settb=1/{plan.fps},setpts=N[v]",
-        "-map", "[v]", *_encoder_args(plan.encoder, plan.fps), "-an", output,
+        "-map", "[v]", *encoder_args(plan.encoder, plan.fps), "-an", output,
     ]  # fmt: skip
 
 
-def _encoder_args(enc: EncoderSettings, fps: int) -> list[str]:
+def encoder_args(enc: EncoderSettings, fps: int) -> list[str]:
     args = [
         "-c:v", "libx264", "-preset", enc.preset, "-crf", str(enc.crf),
         "-profile:v", "high", "-pix_fmt", "yuv420p", "-r", str(fps),

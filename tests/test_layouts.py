@@ -128,3 +128,19 @@ def test_channel_settings_reject_unknown_fonts_and_aspects() -> None:
     with pytest.raises(ValidationError):
         ChannelProfile(name="x", aspects=["4:3"])  # type: ignore[list-item]
     assert ChannelProfile(name="x").aspects == ["9:16"]
+
+
+def test_captions_never_run_past_a_scene_cut() -> None:
+    """A caption lingering after its last word must not show over the next scene."""
+    words = [
+        WordTiming(word="First.", start=0.0, end=0.5, sentence_index=0),
+        WordTiming(word="Second", start=0.9, end=1.3, sentence_index=1),
+        WordTiming(word="line.", start=1.35, end=1.8, sentence_index=1),
+    ]
+    cut = 0.7  # in the pause between the sentences
+    free = chunk_words(words)
+    assert free[0].end > cut  # without the cut the first caption lingers into scene two
+    events = chunk_words(words, cuts=[cut])
+    assert events[0].end == cut
+    for event in events:
+        assert not any(event.start < c < event.end for c in [cut])

@@ -95,6 +95,11 @@ def test_scene_cuts_follow_sentence_ends(rendered: Rendered) -> None:
             end <= cut <= start
             for end, start in zip(sentence_ends, sentence_starts[1:], strict=False)
         )
+    # no caption runs from one scene into the next
+    cuts = [image.span.start for image in pictures.images[1:]]
+    srt = pysubs2.load(str(folder / "captions.srt"), encoding="utf-8")
+    for event in srt:
+        assert not any(event.start / 1000 < cut < event.end / 1000 - 0.001 for cut in cuts)
     for image in pictures.images:
         with Image.open(folder / image.image_file) as picture:
             assert picture.size == (1080, 1920)
