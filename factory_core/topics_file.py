@@ -9,7 +9,7 @@ from pathlib import PurePath
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from factory_core.models import Language, TopicRequest
 from factory_core.slugs import channel_slug, topic_key
@@ -40,6 +40,9 @@ class TopicBatch(BaseModel):
     channel: str
     source_file: str
     accepted: list[TopicRequest]
+    known: list[TopicRequest] = Field(
+        default_factory=list, description="Rows naming topics the channel already has."
+    )
     verdicts: list[RowVerdict]
 
     @property
@@ -61,6 +64,7 @@ def parse_topic_file(
     raw_rows = _read_rows(name, content)
     existing = set(existing_keys)
     accepted: list[TopicRequest] = []
+    known: list[TopicRequest] = []
     verdicts: list[RowVerdict] = []
     for number, row in enumerate(raw_rows, start=1):
         topic_text = clean_text(str(row.get("topic") or ""))
@@ -72,6 +76,8 @@ def parse_topic_file(
             )
             continue
         if request.key in existing:
+            if request.key not in {r.key for r in accepted}:
+                known.append(request)
             verdicts.append(
                 RowVerdict(
                     row=number,
@@ -87,7 +93,9 @@ def parse_topic_file(
         verdicts.append(
             RowVerdict(row=number, topic=request.topic[:200], status="accepted", key=request.key)
         )
-    return TopicBatch(channel=chan, source_file=name, accepted=accepted, verdicts=verdicts)
+    return TopicBatch(
+        channel=chan, source_file=name, accepted=accepted, known=known, verdicts=verdicts
+    )
 
 
 def _read_rows(name: str, content: bytes) -> list[dict[str, Any]]:

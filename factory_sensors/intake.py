@@ -29,6 +29,10 @@ def read_batch(
     )
     for request in batch.accepted:
         store.save_request(request)
+    # A known topic whose folder was removed gets its record back, so it can be made again.
+    for request in batch.known:
+        if not (store.topic_dir(request.key) / "request.json").exists():
+            store.save_request(request)
     return batch
 
 

@@ -66,3 +66,18 @@ def test_submit_puts_the_file_in_the_inbox(
     assert (home / "inbox" / "my-channel" / "t.txt").read_text() == "A topic\n"
     assert main(["status", "--json"]) == 0
     capsys.readouterr()
+
+
+def test_a_removed_topic_folder_is_made_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    batch = tmp_path / "batch.txt"
+    batch.write_text("How kites fly\n", encoding="utf-8")
+    assert main(["run", str(batch), "--channel", "demo", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)["topics"]
+    shutil.rmtree(Path(row["video"]).parent)  # the user cleans the topic's folder away
+    assert main(["run", str(batch), "--channel", "demo", "--json"]) == 0
+    [again] = json.loads(capsys.readouterr().out)["topics"]
+    assert again["status"] == "done" and Path(again["video"]).exists()
