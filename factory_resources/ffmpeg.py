@@ -139,16 +139,21 @@ _SUMMARY_I = re.compile(r"Integrated loudness:\s+I:\s+(-?[\d.]+|-inf) LUFS")
 _SUMMARY_PEAK = re.compile(r"True peak:\s+Peak:\s+(-?[\d.]+|-inf) dBFS")
 
 
-def measure_loudness(path: Path) -> Loudness:
-    text = run_ffmpeg(fc.loudness_args(str(path)), what=f"loudness of {path.name}")
+def _loudness_summary(text: str, name: str) -> Loudness:
+    """The last ebur128 summary in ffmpeg's log; silence reads as -120."""
     i = _SUMMARY_I.findall(text)
     peak = _SUMMARY_PEAK.findall(text)
     if not i:
-        raise RenderError(f"{path.name}: no loudness summary from ffmpeg")
+        raise RenderError(f"{name}: no loudness summary from ffmpeg")
     return Loudness(
         integrated_lufs=float(i[-1]) if i[-1] != "-inf" else -120.0,
         true_peak_dbtp=float(peak[-1]) if peak and peak[-1] != "-inf" else -120.0,
     )
+
+
+def measure_loudness(path: Path) -> Loudness:
+    text = run_ffmpeg(fc.loudness_args(str(path)), what=f"loudness of {path.name}")
+    return _loudness_summary(text, path.name)
 
 
 def extract_frame(video: Path, second: float, output: Path) -> None:
@@ -179,13 +184,7 @@ _SAMPLES = re.compile(r"Number of samples: (\d+)")
 
 
 def inspect_video(path: Path, fps: int = 30, sample_rate: int = 48000) -> Inspection:
-    proc = subprocess.run(
-        [ffmpeg_exe(), *fc.inspection_args(str(path))],
-        capture_output=True, text=True, errors="replace", check=False,
-    )  # fmt: skip
-    text = proc.stderr
-    if proc.returncode != 0:
-        raise RenderError(f"{path.name}: cannot be decoded: {text.strip().splitlines()[-1:]}")
+    text = run_ffmpeg(fc.inspection_args(str(path)), what=f"inspection of {path.name}")
     frames = _FRAMES.findall(text)
     starts = [float(a) for a, _ in _FREEZE.findall(text) if a]
     durations = [float(b) for _, b in _FREEZE.findall(text) if b]
@@ -193,15 +192,14 @@ def inspect_video(path: Path, fps: int = 30, sample_rate: int = 48000) -> Inspec
     video_s = int(frames[-1]) / fps if frames else 0.0
     durations += [video_s - s for s in starts[len(durations) :]]
     samples = _SAMPLES.findall(text)
-    i = _SUMMARY_I.findall(text)
-    peak = _SUMMARY_PEAK.findall(text)
+    loudness = _loudness_summary(text, path.name)
     return Inspection(
         video_s=video_s,
         audio_s=int(samples[-1]) / sample_rate if samples else 0.0,
         freezes=list(zip(starts, durations, strict=False)),
         blacks=[(float(s), float(d)) for s, d in _BLACK.findall(text)],
-        integrated_lufs=float(i[-1]) if i and i[-1] != "-inf" else -120.0,
-        true_peak_dbtp=float(peak[-1]) if peak and peak[-1] != "-inf" else -120.0,
+        integrated_lufs=loudness.integrated_lufs,
+        true_peak_dbtp=loudness.true_peak_dbtp,
     )
 
 
