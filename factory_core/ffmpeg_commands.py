@@ -9,6 +9,10 @@ Two passes, measured on 2 cores for a 30 s 1080x1920 short:
    blended only over their own few frames: an `xfade` over whole streams passes every frame of
    the video through every join, which took 2.7 s of the 3 s filter time; cutting each scene
    into head, body and tail and blending only the tails took 0.25 s.
+
+Each scene's moving frames are copied into their own buffers (`copy`): frames cropped out of
+the looped picture crashed this ffmpeg build (SIGSEGV in a frame copy inside overlay/xfade) in
+5 to 50% of captioned renders; with the copy, none in 24.
 """
 
 from __future__ import annotations
@@ -132,6 +136,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
     for i, (clip, frames) in enumerate(zip(plan.clips, layout, strict=True)):
         chain = _still(i, frames.rendered, plan, overscan=True)
         chain += "," + _motion_filters(clip.motion, frames.rendered, plan.width, plan.height)
+        chain += ",copy"
         pieces = [(name, a, b) for name, a, b in (
             ("h", 0, frames.head),
             ("b", frames.head, frames.own),
@@ -152,7 +157,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
             segments.append(f"[x{i}]")
     current = "body"
     # Every frame is exactly one frame long by construction; renumbering the timestamps keeps
-    # the captions on time and stops the encoder dropping frames that xfade stamped close.
+    # the captions on time and stops the encoder dropping frames stamped too close together.
     renumber = f"settb=1/{plan.fps},setpts=N"
     if len(segments) == 1:
         parts.append(f"{segments[0]}{renumber}[{current}]")
@@ -207,15 +212,30 @@ def _join(i: int, frames: int, kind: Transition | None, plan: RenderPlan) -> str
             f"fade=t=in:s=0:n={in_n}:c={colour}[xi{i}];"
             f"[xo{i}][xi{i}]concat=n=2:v=1:a=0[x{i}]"
         )
-    transition = (kind or Transition.CROSSFADE).value
-    # xfade drops frames when an input ends exactly as the blend ends (it depends on which
-    # input's end arrives first, so the count varied run to run); padding both inputs past the
-    # blend and trimming back gives the same frames every time.
-    pad = "tpad=stop=4:stop_mode=clone"
+    # Blends are overlays (frame-synchronised, so every run gives the same frames). xfade was
+    # tried first: it crashed this ffmpeg build (SIGSEGV inside its slice function) in about
+    # half the renders that also burned captions, and lost frames depending on thread timing.
+    n = frames
+    step = f"(n+1)/{n}"  # 1/n .. 1 over the blend
+    out = f"format=yuv420p,setsar=1,trim=end_frame={n}[x{i}]"
+    if kind in (Transition.SLIDE_LEFT, Transition.SLIDE_UP):
+        x, y = ("W-W*" + step, "0") if kind is Transition.SLIDE_LEFT else ("0", "H-H*" + step)
+        return f"[t{i}][h{i + 1}]overlay=x='{x}':y='{y}':eval=frame:shortest=1,{out}"
+    if kind in (Transition.WIPE_LEFT, Transition.WIPE_RIGHT):
+        # A hard-edged mask drawn small and scaled up: the new scene is revealed column by
+        # column without moving (the left wipe reveals from the right edge, like xfade's).
+        side = f"gte(X/W,1-{step})" if kind is Transition.WIPE_LEFT else f"lte(X/W,{step})"
+        mw, mh = even(plan.width / 8), even(plan.height / 8)
+        return (
+            f"color=c=black:s={mw}x{mh}:r={plan.fps}:d={n / plan.fps:.6f},format=gray,"
+            f"geq=lum='255*{side.replace('(n+1)', '(N+1)')}',"
+            f"scale={plan.width}:{plan.height}:flags=neighbor,trim=end_frame={n}[m{i}];"
+            f"[h{i + 1}][m{i}]alphamerge[hm{i}];"
+            f"[t{i}][hm{i}]overlay=shortest=1,{out}"
+        )
     return (
-        f"[t{i}]{pad}[tp{i}];[h{i + 1}]{pad}[hp{i}];"
-        f"[tp{i}][hp{i}]xfade=transition={transition}:duration={frames / plan.fps:.6f}:"
-        f"offset=0,trim=end_frame={frames}[x{i}]"
+        f"[h{i + 1}]format=yuva420p,fade=t=in:s=0:n={n}:alpha=1[ha{i}];"
+        f"[t{i}][ha{i}]overlay=shortest=1,{out}"
     )
 
 

@@ -31,9 +31,9 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-# The bundled static ffmpeg crashed (SIGSEGV) in about one render in eight with libass
-# captions on (none in ten without); the same command succeeds when run again, so a crash is
-# retried. Any other failure is a real error and is raised at once.
+# A crash (SIGSEGV) of the bundled static ffmpeg is retried: the known cause is avoided in the
+# filtergraph (see ffmpeg_commands), and a retry keeps an unknown one from failing a topic.
+# Any other failure is a real error and is raised at once.
 CRASH_RETRIES = 2
 
 

@@ -1,8 +1,8 @@
 """The render plan and its ffmpeg command lines (factory_core.render_plan), and the quality
 gates over measured facts (factory_core.quality).
 
-Covers: camera motions, frame counts per clip, the video filtergraph (one `loop` per still, n-1
-`xfade`s, libass captions), the encoder arguments, filter-path escaping (checked against a
+Covers: camera motions, frame counts per clip, the video filtergraph (one `loop` per still, one
+blend per cut, libass captions), the encoder arguments, filter-path escaping (checked against a
 pure-Python model of ffmpeg's own tokenizer), the audio mix with and without a music bed, and
 video_problems / script_problems.
 
@@ -118,8 +118,10 @@ def test_filtergraph_loops_each_still_and_blends_only_at_the_cuts(cuts: list[flo
     loops = re.findall(r"(?:^|,)loop=loop=(\d+):size=1:start=0", graph)
     assert len(loops) == n
     assert [int(x) + 1 for x in loops] == clip_frames(plan)
-    joins = graph.count("xfade=") + graph.count("fade=t=out:s=0")
-    assert joins == n - 1
+    joins = re.findall(r"\[x(\d+)\](?:;|$)", graph)
+    assert [int(j) for j in joins] == list(range(n - 1))
+    assert "xfade" not in graph  # blends are frame-synchronised overlays (see _join)
+    assert graph.count(",copy") == n  # each scene's frames get their own buffers
     # each scene's body starts after the incoming blend and ends at its own last frame
     for i, frames in enumerate(frame_layout(plan)):
         if n > 1:
@@ -139,10 +141,15 @@ def test_every_transition_kind_and_style_builds() -> None:
         clips = [c.model_copy(update={"transition_in": kind if i else None})
                  for i, c in enumerate(plan.clips)]  # fmt: skip
         graph = video_filtergraph(plan.model_copy(update={"clips": clips}))
+        joins = len(clips) - 1
         if kind is Transition.BRAND_COLOUR:
-            assert "c=0x14213D" in graph and "xfade" not in graph
+            assert graph.count("c=0x14213D") == 2 * joins
+        elif kind is Transition.CROSSFADE:
+            assert graph.count("fade=t=in:s=0:n=12:alpha=1") == joins
+        elif kind in (Transition.SLIDE_LEFT, Transition.SLIDE_UP):
+            assert graph.count("eval=frame:shortest=1") == joins
         else:
-            assert graph.count(f"xfade=transition={kind.value}:") == len(clips) - 1
+            assert graph.count("alphamerge") == joins
 
 
 def test_filtergraph_without_captions_has_no_ass() -> None:

@@ -130,7 +130,7 @@ def test_render_meets_the_spec_in_every_aspect(workdir: Workdir, aspect: Aspect)
 
 
 def test_transitions_render_with_exact_frames_every_time(workdir: Workdir) -> None:
-    """xfade's frame count once depended on thread timing; it must not."""
+    """Blends once lost frames depending on thread timing; the count must be exact."""
     plan = _plan(workdir, Aspect.SQUARE, captions=False)
     _master(workdir, plan)
     for kind in (Transition.CROSSFADE, Transition.BRAND_COLOUR, Transition.SLIDE_UP):
