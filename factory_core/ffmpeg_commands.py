@@ -331,10 +331,16 @@ def loudness_args(input_file: str) -> list[str]:
     ]  # fmt: skip
 
 
-def audio_master_args(mix_wav: str, gain_db: float, plan: AudioMixPlan, output: str) -> list[str]:
+def audio_master_args(
+    mix_wav: str,
+    gain_db: float,
+    plan: AudioMixPlan,
+    output: str,
+    limit_db: float = TRUE_PEAK_LIMIT_DB,
+) -> list[str]:
     """A gain (measured to reach the loudness target), a peak limiter, short fades; AAC out."""
     gain = gain_db
-    limit = 10 ** (TRUE_PEAK_LIMIT_DB / 20)
+    limit = 10 ** (limit_db / 20)
     total = plan.total_s
     chain = (
         f"volume={gain:.2f}dB,"

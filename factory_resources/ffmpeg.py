@@ -17,6 +17,9 @@ from factory_core import ffmpeg_commands as fc
 from factory_core import render_plan as rp
 from factory_core.render_plan import LOUDNESS_TARGET_LUFS
 
+# The checks allow -1.0 dBTP; aim a little under so rounding never fails a video.
+TRUE_PEAK_TARGET_DBTP = -1.2
+
 _LOG = logging.getLogger(__name__)
 
 
@@ -227,19 +230,23 @@ class FfmpegRenderer(dg.ConfigurableResource):
         try:
             run_ffmpeg(fc.audio_mix_args(plan, str(mix)), cwd=work_dir, what="audio mix")
             gain = LOUDNESS_TARGET_LUFS - measure_loudness(mix).integrated_lufs
-            # The limiter takes back some of the gain on peaky mixes (short clips, loud music);
-            # measure the result and correct, at most twice.
-            for _ in range(3):
+            limit = rp.TRUE_PEAK_LIMIT_DB
+            # The limiter takes back some of the gain on peaky mixes (short clips, loud music),
+            # and AAC's inter-sample peaks can overshoot a sample-peak limiter by up to about
+            # 0.8 dB: measure the result and correct both, at most three times.
+            for _ in range(4):
                 run_ffmpeg(
-                    fc.audio_master_args(str(mix), gain, plan, str(output)),
+                    fc.audio_master_args(str(mix), gain, plan, str(output), limit),
                     cwd=work_dir,
                     what="audio master",
                 )
                 result = measure_loudness(output)
                 error = LOUDNESS_TARGET_LUFS - result.integrated_lufs
-                if abs(error) <= 0.5:
+                overshoot = result.true_peak_dbtp - TRUE_PEAK_TARGET_DBTP
+                if abs(error) <= 0.5 and overshoot <= 0:
                     break
                 gain += error
+                limit -= max(0.0, overshoot) + (0.2 if overshoot > 0 else 0.0)
         finally:
             mix.unlink(missing_ok=True)
         return result
