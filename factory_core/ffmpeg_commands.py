@@ -12,7 +12,8 @@ Two passes, measured on 2 cores for a 30 s 1080x1920 short:
 
 Each scene's moving frames are copied into their own buffers (`copy`): frames cropped out of
 the looped picture crashed this ffmpeg build (SIGSEGV in a frame copy inside overlay/xfade) in
-5 to 50% of captioned renders; with the copy, none in 24.
+5 to 50% of captioned renders; with the copy, none in 34. Each scene is made as up to three
+pieces, each its own input (see scene_pieces), so frames are made as the output reaches them.
 """
 
 from __future__ import annotations
@@ -47,9 +48,12 @@ def _colour(hex_colour: str) -> str:
     return "0x" + hex_colour.lstrip("#").upper()
 
 
-def _motion_filters(motion: Motion, frames: int, width: int, height: int) -> str:
-    """Pans move a fixed-size crop (cheap); zooms rescale each frame, then crop the centre."""
-    p = f"(n/{max(1, frames - 1)})"
+def _motion_filters(motion: Motion, frames: int, width: int, height: int, offset: int = 0) -> str:
+    """Pans move a fixed-size crop (cheap); zooms rescale each frame, then crop the centre.
+
+    `frames` is the scene's whole length; `offset` is where this piece starts within it.
+    """
+    p = f"((n+{offset})/{max(1, frames - 1)})"
     span = MOTION_OVERSCAN - 1
     if motion in (Motion.ZOOM_IN, Motion.ZOOM_OUT):
         zoom = (
@@ -119,9 +123,25 @@ def _bumper(input_index: int, bumper: Bumper, plan: RenderPlan, label: str, fade
     return f"{chain},fade=t={fade}:s={start}:n={n}:c={_colour(plan.brand_colour)}[{label}]"
 
 
+def scene_pieces(plan: RenderPlan) -> list[tuple[int, str, int, int]]:
+    """Each scene as up to three pieces (h: blended in, b: body, t: blended out), as
+    (scene index, piece, first frame, end frame), in input order.
+
+    Each piece is its own input and loop, so a piece's frames are made only when the output
+    reaches them. One loop split three ways made the body's frames while the head was being
+    blended; they waited in memory (3 GB for a 30 s short once frames had their own buffers).
+    """
+    return [
+        (i, name, a, b)
+        for i, f in enumerate(frame_layout(plan))
+        for name, a, b in (("h", 0, f.head), ("b", f.head, f.own), ("t", f.own, f.rendered))
+        if b > a
+    ]
+
+
 def input_files(plan: RenderPlan) -> list[str]:
-    """Inputs in graph order: scenes, logo, intro, outro, then the mastered audio."""
-    files = [c.image_file for c in plan.clips]
+    """Inputs in graph order: scene pieces, logo, intro, outro, then the mastered audio."""
+    files = [plan.clips[i].image_file for i, _, _, _ in scene_pieces(plan)]
     files += [plan.overlay.image_file] if plan.overlay else []
     files += [plan.intro.file] if plan.intro else []
     files += [plan.outro.file] if plan.outro else []
@@ -131,26 +151,15 @@ def input_files(plan: RenderPlan) -> list[str]:
 def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> str:
     layout = frame_layout(plan)
     n = len(plan.clips)
+    pieces = scene_pieces(plan)
     parts: list[str] = []
+    for index, (i, name, a, b) in enumerate(pieces):
+        motion = _motion_filters(
+            plan.clips[i].motion, layout[i].rendered, plan.width, plan.height, offset=a
+        )
+        parts.append(f"{_still(index, b - a, plan, overscan=True)},{motion},copy[{name}{i}]")
     segments: list[str] = []
-    for i, (clip, frames) in enumerate(zip(plan.clips, layout, strict=True)):
-        chain = _still(i, frames.rendered, plan, overscan=True)
-        chain += "," + _motion_filters(clip.motion, frames.rendered, plan.width, plan.height)
-        chain += ",copy"
-        pieces = [(name, a, b) for name, a, b in (
-            ("h", 0, frames.head),
-            ("b", frames.head, frames.own),
-            ("t", frames.own, frames.rendered),
-        ) if b > a]  # fmt: skip
-        if len(pieces) == 1:
-            parts.append(f"{chain}[b{i}]")
-        else:
-            labels = "".join(f"[{name}{i}in]" for name, _, _ in pieces)
-            parts.append(f"{chain},split={len(pieces)}{labels}")
-            parts.extend(
-                f"[{name}{i}in]trim=start_frame={a}:end_frame={b},setpts=PTS-STARTPTS[{name}{i}]"
-                for name, a, b in pieces
-            )
+    for i, frames in enumerate(layout):
         segments.append(f"[b{i}]")
         if i + 1 < n and frames.tail > 0:
             parts.append(_join(i, frames.tail, plan.clips[i + 1].transition_in, plan))
@@ -171,7 +180,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
         parts.append(f"[{current}]{subtitle}[captioned]")
         current = "captioned"
 
-    next_input = n
+    next_input = len(pieces)
     if plan.overlay:
         width, height, x, y = overlay_box(plan, *logo_size)
         parts.append(

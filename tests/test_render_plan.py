@@ -20,6 +20,7 @@ import pytest
 from factory_core.ffmpeg_commands import (
     audio_mix_args,
     escape_filter_path,
+    scene_pieces,
     video_args,
     video_filtergraph,
 )
@@ -115,18 +116,19 @@ def test_filtergraph_loops_each_still_and_blends_only_at_the_cuts(cuts: list[flo
     plan = plan_for(cuts)
     graph = video_filtergraph(plan)
     n = len(plan.clips)
-    loops = re.findall(r"(?:^|,)loop=loop=(\d+):size=1:start=0", graph)
-    assert len(loops) == n
-    assert [int(x) + 1 for x in loops] == clip_frames(plan)
+    loops = [int(x) + 1 for x in re.findall(r"(?:^|,)loop=loop=(\d+):size=1:start=0", graph)]
+    pieces = scene_pieces(plan)
+    # every scene is its head, body and tail pieces, each its own still input and loop
+    assert loops == [b - a for _, _, a, b in pieces]
+    assert sum(loops) == sum(clip_frames(plan))
+    for i, frames in enumerate(frame_layout(plan)):
+        assert sum(b - a for j, _, a, b in pieces if j == i) == frames.rendered
+    for index in range(len(pieces)):
+        assert graph.count(f"[{index}:v]") == 1
     joins = re.findall(r"\[x(\d+)\](?:;|$)", graph)
     assert [int(j) for j in joins] == list(range(n - 1))
     assert "xfade" not in graph  # blends are frame-synchronised overlays (see _join)
-    assert graph.count(",copy") == n  # each scene's frames get their own buffers
-    # each scene's body starts after the incoming blend and ends at its own last frame
-    for i, frames in enumerate(frame_layout(plan)):
-        if n > 1:
-            assert f"trim=start_frame={frames.head}:end_frame={frames.own}" in graph
-        assert graph.count(f"[{i}:v]") == 1
+    assert graph.count(",copy[") == len(pieces)  # each piece's frames get their own buffers
     assert "ass=filename=" in graph
     assert graph.endswith("[v]")
     assert graph.count("[v]") == 1
@@ -190,12 +192,13 @@ def test_video_args_encode_for_the_platforms(cuts: list[float]) -> None:
     assert _adjacent(args, "-r", str(FPS))
     assert _adjacent(args, "-r", "30")
     assert _adjacent(args, "-map", "[v]")
-    assert _adjacent(args, "-map", f"{n}:a")
+    assert _adjacent(args, "-map", f"{len(scene_pieces(plan))}:a")
     assert _adjacent(args, "-t", f"{plan.total_s:.3f}")
     assert _adjacent(args, "-filter_complex_threads", "1")
     assert _adjacent(args, "-filter_complex", video_filtergraph(plan))
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
-    assert inputs == [c.image_file for c in plan.clips] + [plan.audio_file]
+    assert inputs == [plan.clips[i].image_file for i, *_ in scene_pieces(plan)] + [plan.audio_file]
+    assert len(inputs) - 1 <= 3 * n
     # a still image is decoded once and repeated by the loop filter, never `-loop 1`
     assert "-loop" not in args
     assert "-loop 1" not in " ".join(args)
