@@ -13,7 +13,8 @@ Two passes, measured on 2 cores for a 30 s 1080x1920 short:
 Each scene's moving frames are copied into their own buffers (`copy`): frames cropped out of
 the looped picture crashed this ffmpeg build (SIGSEGV in a frame copy inside overlay/xfade) in
 5 to 50% of captioned renders; with the copy, none in 34. Each scene is made as up to three
-pieces, each its own input (see scene_pieces), so frames are made as the output reaches them.
+pieces, each its own loop of the one decoded picture (see scene_pieces), so frames are made as
+the output reaches them.
 """
 
 from __future__ import annotations
@@ -78,8 +79,8 @@ def _motion_filters(motion: Motion, frames: int, width: int, height: int, offset
     return f"crop={width}:{height}:x='{x}':y='{y}'"
 
 
-def _still(input_index: int, frames: int, plan: RenderPlan, overscan: bool) -> str:
-    """A picture input as `frames` identical frames: decoded and scaled once, looped in memory.
+def _picture(input_index: int, plan: RenderPlan, overscan: bool) -> str:
+    """A picture input decoded and scaled once to the frame (or the overscan its motion needs).
 
     A portrait picture in a landscape frame would lose its top and bottom to a crop, so it is
     shown whole over a blurred, filled copy of itself; other frames are filled by cropping.
@@ -99,12 +100,20 @@ def _still(input_index: int, frames: int, plan: RenderPlan, overscan: bool) -> s
         )
     else:
         picture = f"{source}{fill}"
-    return (
-        f"{picture},format=yuv420p,setsar=1,"
-        # A picture input's time base is 1/25: renumbering in it would round 30 fps stamps
-        # onto each other. In 1/fps every frame is exactly one tick.
-        f"loop=loop={frames - 1}:size=1:start=0,settb=1/{plan.fps},setpts=N"
-    )
+    return f"{picture},format=yuv420p,setsar=1"
+
+
+def _repeat(frames: int, fps: int) -> str:
+    """One frame as `frames` identical frames, repeated in memory (an image input with `-loop 1`
+    is decoded again for every frame)."""
+    # A picture input's time base is 1/25: renumbering in it would round 30 fps stamps onto
+    # each other. In 1/fps every frame is exactly one tick.
+    return f"loop=loop={frames - 1}:size=1:start=0,settb=1/{fps},setpts=N"
+
+
+def _still(input_index: int, frames: int, plan: RenderPlan, overscan: bool) -> str:
+    """A picture input as `frames` identical frames."""
+    return f"{_picture(input_index, plan, overscan)},{_repeat(frames, plan.fps)}"
 
 
 def _bumper(input_index: int, bumper: Bumper, plan: RenderPlan, label: str, fade: str) -> str:
@@ -125,10 +134,11 @@ def _bumper(input_index: int, bumper: Bumper, plan: RenderPlan, label: str, fade
 
 def scene_pieces(plan: RenderPlan) -> list[tuple[int, str, int, int]]:
     """Each scene as up to three pieces (h: blended in, b: body, t: blended out), as
-    (scene index, piece, first frame, end frame), in input order.
+    (scene index, piece, first frame, end frame), in scene order.
 
-    Each piece is its own input and loop, so a piece's frames are made only when the output
-    reaches them. One loop split three ways made the body's frames while the head was being
+    The scene's picture is decoded and scaled once, then split as a single frame; each piece
+    repeats it with its own loop, so a piece's frames are made only when the output reaches
+    them. Splitting after the loop instead made the body's frames while the head was being
     blended; they waited in memory (3 GB for a 30 s short once frames had their own buffers).
     """
     return [
@@ -140,8 +150,8 @@ def scene_pieces(plan: RenderPlan) -> list[tuple[int, str, int, int]]:
 
 
 def input_files(plan: RenderPlan) -> list[str]:
-    """Inputs in graph order: scene pieces, logo, intro, outro, then the mastered audio."""
-    files = [plan.clips[i].image_file for i, _, _, _ in scene_pieces(plan)]
+    """Inputs in graph order: scene pictures, logo, intro, outro, then the mastered audio."""
+    files = [clip.image_file for clip in plan.clips]
     files += [plan.overlay.image_file] if plan.overlay else []
     files += [plan.intro.file] if plan.intro else []
     files += [plan.outro.file] if plan.outro else []
@@ -153,11 +163,15 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
     n = len(plan.clips)
     pieces = scene_pieces(plan)
     parts: list[str] = []
-    for index, (i, name, a, b) in enumerate(pieces):
+    for i in range(n):
+        names = [name for scene, name, _, _ in pieces if scene == i]
+        outputs = "".join(f"[p{name}{i}]" for name in names)
+        parts.append(f"{_picture(i, plan, overscan=True)},split={len(names)}{outputs}")
+    for i, name, a, b in pieces:
         motion = _motion_filters(
             plan.clips[i].motion, layout[i].rendered, plan.width, plan.height, offset=a
         )
-        parts.append(f"{_still(index, b - a, plan, overscan=True)},{motion},copy[{name}{i}]")
+        parts.append(f"[p{name}{i}]{_repeat(b - a, plan.fps)},{motion},copy[{name}{i}]")
     segments: list[str] = []
     for i, frames in enumerate(layout):
         segments.append(f"[b{i}]")
@@ -180,7 +194,7 @@ def video_filtergraph(plan: RenderPlan, logo_size: tuple[int, int] = (1, 1)) -> 
         parts.append(f"[{current}]{subtitle}[captioned]")
         current = "captioned"
 
-    next_input = len(pieces)
+    next_input = n
     if plan.overlay:
         width, height, x, y = overlay_box(plan, *logo_size)
         parts.append(

@@ -116,15 +116,19 @@ def test_filtergraph_loops_each_still_and_blends_only_at_the_cuts(cuts: list[flo
     plan = plan_for(cuts)
     graph = video_filtergraph(plan)
     n = len(plan.clips)
-    loops = [int(x) + 1 for x in re.findall(r"(?:^|,)loop=loop=(\d+):size=1:start=0", graph)]
+    loops = [int(x) + 1 for x in re.findall(r"(?:^|,|\])loop=loop=(\d+):size=1:start=0", graph)]
     pieces = scene_pieces(plan)
-    # every scene is its head, body and tail pieces, each its own still input and loop
+    # every scene is its head, body and tail pieces, each its own loop of the one picture
     assert loops == [b - a for _, _, a, b in pieces]
     assert sum(loops) == sum(clip_frames(plan))
     for i, frames in enumerate(frame_layout(plan)):
         assert sum(b - a for j, _, a, b in pieces if j == i) == frames.rendered
-    for index in range(len(pieces)):
+    for index in range(n):  # each scene's picture is decoded once and split as one frame
         assert graph.count(f"[{index}:v]") == 1
+        assert re.search(
+            rf"\[{index}:v\][^;]*,split={sum(1 for j, *_ in pieces if j == index)}\[", graph
+        )
+    assert f"[{n}:v]" not in graph
     joins = re.findall(r"\[x(\d+)\](?:;|$)", graph)
     assert [int(j) for j in joins] == list(range(n - 1))
     assert "xfade" not in graph  # blends are frame-synchronised overlays (see _join)
@@ -170,7 +174,7 @@ def test_filtergraph_passes_the_fonts_dir_to_libass() -> None:
 def test_single_clip_has_no_xfade() -> None:
     graph = video_filtergraph(plan_for(TILINGS[0]))
     assert "xfade" not in graph
-    assert len(re.findall(r"(?:^|,)loop=loop=", graph)) == 1
+    assert len(re.findall(r"(?:^|,|\])loop=loop=", graph)) == 1
 
 
 # --- video_args ----------------------------------------------------------------------------------
@@ -192,13 +196,12 @@ def test_video_args_encode_for_the_platforms(cuts: list[float]) -> None:
     assert _adjacent(args, "-r", str(FPS))
     assert _adjacent(args, "-r", "30")
     assert _adjacent(args, "-map", "[v]")
-    assert _adjacent(args, "-map", f"{len(scene_pieces(plan))}:a")
+    assert _adjacent(args, "-map", f"{n}:a")
     assert _adjacent(args, "-t", f"{plan.total_s:.3f}")
     assert _adjacent(args, "-filter_complex_threads", "1")
     assert _adjacent(args, "-filter_complex", video_filtergraph(plan))
     inputs = [args[i + 1] for i, a in enumerate(args) if a == "-i"]
-    assert inputs == [plan.clips[i].image_file for i, *_ in scene_pieces(plan)] + [plan.audio_file]
-    assert len(inputs) - 1 <= 3 * n
+    assert inputs == [clip.image_file for clip in plan.clips] + [plan.audio_file]
     # a still image is decoded once and repeated by the loop filter, never `-loop 1`
     assert "-loop" not in args
     assert "-loop 1" not in " ".join(args)
