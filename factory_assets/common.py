@@ -62,3 +62,20 @@ def image_preview(path: Path, width: int = 180) -> dg.MetadataValue:
     small.save(buf, format="JPEG", quality=60)
     data = base64.b64encode(buf.getvalue()).decode()
     return dg.MetadataValue.md(f"![preview](data:image/jpeg;base64,{data})")
+
+
+def record_costs(topic: TopicContext, lines: list) -> float:  # list[CostLine]
+    """Writes a stage's paid calls to the ledger (the project's tables) and returns their sum,
+    for the asset's `cost_usd` metadata."""
+    from factory_core.costs import total_usd
+    from factory_resources.project_db import price_table, project_engine, repriced
+    from factory_resources.project_db import record_costs as write_lines
+
+    if not lines:
+        return 0.0
+    # The topic folder is <home>/topics/<key>: the ledger and price overrides live there too.
+    home = topic.dir.parent.parent
+    stamped = [line.model_copy(update={"topic_key": topic.key}) for line in lines]
+    stamped = repriced(stamped, price_table(home))
+    write_lines(project_engine(home), stamped, owner=topic.channel.owner)
+    return total_usd(stamped)

@@ -20,12 +20,17 @@ def batch_report(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Mat
     reports = store.cache_dir().parent / "reports"
     reports.mkdir(exist_ok=True)
     store.write_json(reports / "report.json", [s.as_dict() for s in statuses])
-    lines = ["| topic | status | duration (s) | video | error |", "|---|---|---|---|---|"]
+    lines = [
+        "| topic | status | duration (s) | cost (USD) | video | error |",
+        "|---|---|---|---|---|---|",
+    ]
     lines += [
         f"| {s.topic[:60].replace('|', '/')} | {s.status} | {s.duration_s or ''} | "
-        f"{s.video or ''} | {(s.error or '').replace('|', '/')[:200]} |"
+        f"{s.cost_usd:.4f} | {s.video or ''} | {(s.error or '').replace('|', '/')[:200]} |"
         for s in statuses
     ]
+    total_cost = round(sum(s.cost_usd for s in statuses), 6)
+    lines.append(f"| **total** | | | {total_cost:.4f} | | |")
     store.write_text(reports / "report.md", "\n".join(lines) + "\n")
     counts = {
         state: sum(s.status == state for s in statuses) for state in ("done", "failed", "pending")
@@ -33,7 +38,7 @@ def batch_report(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Mat
     return dg.MaterializeResult(
         metadata={
             **{f"topics_{k}": v for k, v in counts.items()},
-            "total_cost_usd": sum(s.cost_usd for s in statuses),
+            "total_cost_usd": total_cost,
             "total_duration_s": round(sum(s.duration_s or 0 for s in statuses), 1),
             "report": dg.MetadataValue.md("\n".join(lines[:52])),
             "path": dg.MetadataValue.path(str(reports / "report.json")),

@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from factory_assets.partitions import topics
+from factory_resources.project_db import cost_totals, project_engine
 from factory_resources.store import MediaStore
 
 
@@ -49,6 +50,7 @@ def topic_status(
     store: MediaStore,
     key: str,
     made_videos: set[str] | None = None,
+    costs: dict[str, float] | None = None,
 ) -> TopicStatus:
     """One topic's state; pass `made_videos` when listing many, to query the instance once."""
     folder = store.topic_dir(key)
@@ -70,6 +72,8 @@ def topic_status(
     elif done and video.exists():
         status = "done"
     duration = _video_duration(folder) if status == "done" else None
+    if costs is None:
+        costs = cost_totals(project_engine(store.root))
     return TopicStatus(
         key=key,
         topic=topic,
@@ -77,7 +81,7 @@ def topic_status(
         status=status,
         video=str(video) if status == "done" else None,
         duration_s=duration,
-        cost_usd=0.0,
+        cost_usd=costs.get(key, 0.0),
         error=error,
     )
 
@@ -92,4 +96,5 @@ def _video_duration(folder: Path) -> float | None:
 def all_statuses(instance: dg.DagsterInstance, store: MediaStore) -> list[TopicStatus]:
     keys = instance.get_dynamic_partitions(topics.name)
     made_videos = instance.get_materialized_partitions(dg.AssetKey("video"))
-    return [topic_status(instance, store, key, made_videos) for key in keys]
+    costs = cost_totals(project_engine(store.root))
+    return [topic_status(instance, store, key, made_videos, costs) for key in keys]

@@ -44,12 +44,74 @@ class CaptionStyle(BaseModel):
     uppercase: bool = False
 
 
+class ScriptProviderSettings(BaseModel):
+    """Who writes a channel's scripts. `openai` is any OpenAI-compatible endpoint (OpenAI, a
+    local Ollama or vLLM, a gateway); without its key the chain goes on to the next writer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain: list[Literal["openai", "offline"]] = Field(
+        default_factory=lambda: ["offline"], min_length=1
+    )
+    model: str = "gpt-4o-mini"
+    base_url: str | None = Field(None, description="None: the provider's own endpoint.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="The variable that holds the key.")
+    temperature: float = Field(0.7, ge=0, le=2)
+    tone: str = Field("", max_length=200, description="E.g. 'warm, plain words, no hype'.")
+
+
+class VoiceProviderSettings(BaseModel):
+    """Who speaks a channel's narration, in order of preference."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain: list[Literal["elevenlabs", "offline"]] = Field(
+        default_factory=lambda: ["offline"], min_length=1
+    )
+    voice: str | None = Field(None, description="A voice name from the owner's voice studio.")
+    model_id: str = "eleven_multilingual_v2"
+    output_format: str = "mp3_44100_128"
+    api_key_env: str = "ELEVENLABS_API_KEY"
+
+
+class ImageProviderSettings(BaseModel):
+    """Who draws a channel's scenes, in order of preference; `procedural` never fails."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chain: list[Literal["fal", "procedural"]] = Field(
+        default_factory=lambda: ["procedural"], min_length=1
+    )
+    model: str = "fal-ai/flux/schnell"
+    character: str | None = Field(None, description="A character name from the owner's studio.")
+    api_key_env: str = "FAL_KEY"
+
+
+class TranscriptionSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["local", "openai"] = "local"
+    model: str = "whisper-1"
+    api_key_env: str = "OPENAI_API_KEY"
+    base_url: str | None = None
+
+
+class ProviderSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    script: ScriptProviderSettings = Field(default_factory=ScriptProviderSettings)
+    voice: VoiceProviderSettings = Field(default_factory=VoiceProviderSettings)
+    images: ImageProviderSettings = Field(default_factory=ImageProviderSettings)
+    transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
+
+
 class ChannelProfile(BaseModel):
     """Per-channel settings, read from `$FACTORY_HOME/channels/<channel>/channel.yaml`."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    owner: str = Field("default", description="Whose voices, characters and accounts it uses.")
     language: Language = Language.EN
     style: str = "explainer"
     target_duration_s: float = Field(30.0, ge=15, le=60)
@@ -74,6 +136,7 @@ class ChannelProfile(BaseModel):
     cover_frame_s: float | None = Field(
         None, ge=0, description="With cover_from: frame, the second to take (default: mid-hook)."
     )
+    providers: ProviderSettings = Field(default_factory=ProviderSettings)
 
 
 class TopicRequest(BaseModel):
@@ -88,6 +151,11 @@ class TopicRequest(BaseModel):
     style: str | None = Field(None, description="None: the channel's style.")
     duration_s: float = Field(30.0, ge=15, le=60)
     script: str | None = Field(None, description="A user's own narration, used verbatim.")
+    narration_file: str | None = Field(
+        None,
+        description="A user's own recorded narration: an audio file in the channel's narration/ "
+        "folder. It is the voice; a speech recognizer gives its words and timings.",
+    )
     source_file: str = ""
 
 

@@ -21,7 +21,8 @@ MAX_ROWS = 1000
 MIN_DURATION_S, MAX_DURATION_S = 15, 60
 MAX_FILE_BYTES = 2_000_000
 SUPPORTED_SUFFIXES = (".csv", ".txt", ".yaml", ".yml")
-CSV_COLUMNS = ("topic", "language", "style", "duration", "script")
+CSV_COLUMNS = ("topic", "language", "style", "duration", "script", "narration")
+NARRATION_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 
 
 class TopicFileError(ValueError):
@@ -192,6 +193,7 @@ def _validate_row(
         if not has_letters(speakable(script)):
             raise ValueError("script has no words to narrate; write it in words or leave it empty")
 
+    narration = _narration_file(row.get("narration"))
     language = _language(row.get("language"), script or topic)
     duration = _duration(row.get("duration"), default_duration_s)
     style = clean_text(str(row.get("style") or "")) or None
@@ -206,8 +208,27 @@ def _validate_row(
         style=style,
         duration_s=duration,
         script=script,
+        narration_file=narration,
         source_file=source_file,
     )
+
+
+def _narration_file(value: Any) -> str | None:
+    """A file name only: recordings live in the channel's narration/ folder, never elsewhere."""
+    name = clean_text(str(value or ""))
+    if not name:
+        return None
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(
+            f"narration {name!r} must be a file name in the channel's narration/ folder, "
+            "not a path; put the recording there and give its name"
+        )
+    if PurePath(name).suffix.lower() not in NARRATION_SUFFIXES:
+        raise ValueError(
+            f"narration {name!r} is not a supported recording; use one of "
+            f"{', '.join(NARRATION_SUFFIXES)}"
+        )
+    return name
 
 
 _LANGUAGE_ALIASES = {

@@ -27,6 +27,7 @@ def read_batch(
     batch = parse_topic_file(
         path.name, content, channel=channel, existing_keys=existing_topic_keys(instance)
     )
+    batch = _reject_missing_recordings(batch, store)
     for request in batch.accepted:
         store.save_request(request)
     # A known topic whose folder was removed gets its record back, so it can be made again.
@@ -34,6 +35,31 @@ def read_batch(
         if not (store.topic_dir(request.key) / "request.json").exists():
             store.save_request(request)
     return batch
+
+
+def _reject_missing_recordings(batch: TopicBatch, store: MediaStore) -> TopicBatch:
+    """A row naming a recording that is not in the channel's narration/ folder is rejected
+    (its neighbours go on)."""
+    folder = store.channel_dir(batch.channel) / "narration"
+    missing = {
+        r.key: r.narration_file
+        for r in batch.accepted
+        if r.narration_file and not (folder / r.narration_file).is_file()
+    }
+    if not missing:
+        return batch
+    verdicts = [
+        v.model_copy(update={
+            "status": "rejected",
+            "reason": f"narration {missing[v.key]!r} is not in {folder}; put the recording "
+            "there, or leave the narration column empty for a synthetic voice",
+        })
+        if v.status == "accepted" and v.key in missing
+        else v
+        for v in batch.verdicts
+    ]  # fmt: skip
+    accepted = [r for r in batch.accepted if r.key not in missing]
+    return batch.model_copy(update={"accepted": accepted, "verdicts": verdicts})
 
 
 def file_away(path: Path, folder: str, report: str, store: MediaStore) -> Path:

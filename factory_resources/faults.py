@@ -1,0 +1,100 @@
+"""Provider faults: one error type with the provider's reason, retries that honour Retry-After.
+
+SDKs that already honour Retry-After and back off (openai, elevenlabs) keep their own retries;
+this module serves the rest (fal-client ignores Retry-After; plain HTTP platforms) and turns
+every SDK error into a `ProviderError` whose text names the provider and its reason, never a
+secret.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
+_SECRETISH = re.compile(
+    r"(?i)(bearer\s+|key\s+|api[_-]?key[=:\s]+|xi-api-key[=:\s]+|token[=:\s]+)[A-Za-z0-9._\-]{6,}"
+)
+
+
+def redact(text: str) -> str:
+    """Masks anything that looks like a credential in a message meant for logs or metadata."""
+    return _SECRETISH.sub(lambda m: m.group(1) + "***", text)
+
+
+class ProviderError(RuntimeError):
+    """A provider call that failed for good: who failed, why (their words), whether a retry
+    later may help (rate limits, outages) or never will (bad key, no credits, bad request)."""
+
+    def __init__(
+        self,
+        provider: str,
+        reason: str,
+        *,
+        status: int | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.reason = redact(reason)[:500]
+        self.status = status
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        code = f" (HTTP {status})" if status else ""
+        super().__init__(f"{provider}{code}: {self.reason}")
+
+
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from `retry-after-ms` or `retry-after` (seconds or an HTTP date)."""
+    if not headers:
+        return None
+    lower = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in lower:
+        try:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int = 4,
+    base_s: float = 0.5,
+    cap_s: float = 20.0,
+    max_retry_after_s: float = 120.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Calls `call`; on a retryable ProviderError waits Retry-After when the provider gave one
+    (up to `max_retry_after_s`), else exponential backoff with full jitter; at most `attempts`."""
+
+    def wait(state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ProviderError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, max_retry_after_s)
+        return random.uniform(0, min(cap_s, base_s * 2 ** (state.attempt_number - 1)))
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, ProviderError) and e.retryable),
+        stop=stop_after_attempt(attempts),
+        wait=wait,
+        sleep=sleep,
+        reraise=True,
+    )
+    return retrying(call)
