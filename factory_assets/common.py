@@ -64,9 +64,9 @@ def image_preview(path: Path, width: int = 180) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![preview](data:image/jpeg;base64,{data})")
 
 
-def record_costs(topic: TopicContext, lines: list) -> float:  # list[CostLine]
+def record_costs(topic: TopicContext, lines: list, stage: str) -> float:  # list[CostLine]
     """Writes a stage's paid calls to the ledger (the project's tables) and returns their sum,
-    for the asset's `cost_usd` metadata."""
+    for the asset's `cost_usd` metadata. Lines without a stage get this one."""
     from factory_core.costs import total_usd
     from factory_resources.project_db import price_table, project_engine, repriced
     from factory_resources.project_db import record_costs as write_lines
@@ -75,7 +75,10 @@ def record_costs(topic: TopicContext, lines: list) -> float:  # list[CostLine]
         return 0.0
     # The topic folder is <home>/topics/<key>: the ledger and price overrides live there too.
     home = topic.dir.parent.parent
-    stamped = [line.model_copy(update={"topic_key": topic.key}) for line in lines]
+    stamped = [
+        line.model_copy(update={"topic_key": topic.key, "stage": line.stage or stage})
+        for line in lines
+    ]
     stamped = repriced(stamped, price_table(home))
     write_lines(project_engine(home), stamped, owner=topic.channel.owner)
     return total_usd(stamped)

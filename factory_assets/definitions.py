@@ -12,19 +12,30 @@ from factory_assets.scene_images import scene_images
 from factory_assets.script import script
 from factory_assets.subtitles import subtitles
 from factory_assets.thumbnail import thumbnail
+from factory_assets.transcript_checks import narration_matches_script
 from factory_assets.video import video
 from factory_assets.voiceover import voiceover
+from factory_resources.elevenlabs_voice import ElevenLabsVoice
+from factory_resources.face_similarity import FaceSimilarity
+from factory_resources.fal_images import FalImages
 from factory_resources.ffmpeg import FfmpegRenderer
 from factory_resources.images import SceneImageMaker
+from factory_resources.llm_writer import OpenAIScriptWriter
 from factory_resources.moviepy_renderer import MoviepyRenderer
 from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import MediaStore
+from factory_resources.transcribers import Transcriber
 from factory_resources.voices import OfflineVoice
 from factory_sensors.jobs import produce_topic, report_job
 from factory_sensors.topic_batch import topic_batch_sensor
 
 TOPIC_ASSETS = [script, voiceover, scene_images, subtitles, video, thumbnail]
-CHECKS = [script_is_publishable, captions_follow_narration, video_meets_spec]
+CHECKS = [
+    script_is_publishable,
+    captions_follow_narration,
+    video_meets_spec,
+    narration_matches_script,
+]
 
 
 def offline_resources(home: str = "") -> dict[str, object]:
@@ -36,16 +47,24 @@ def offline_resources(home: str = "") -> dict[str, object]:
         "image_maker": SceneImageMaker(),
         "renderer": FfmpegRenderer(),
         "moviepy_renderer": MoviepyRenderer(),
+        # Premium providers: used only by channels that ask for them (channel.yaml `providers`)
+        # and only when their key is set; otherwise the channel's chain goes on, on record.
+        "llm": OpenAIScriptWriter(),
+        "elevenlabs": ElevenLabsVoice(),
+        "fal": FalImages(),
+        "face_similarity": FaceSimilarity(),
+        "transcriber": Transcriber(),
     }
 
 
-def build_definitions(home: str = "") -> dg.Definitions:
+def build_definitions(home: str = "", overrides: dict[str, object] | None = None) -> dg.Definitions:
+    """`overrides` replaces resources by key (tests point premium providers at local fakes)."""
     return dg.Definitions(
         assets=[*TOPIC_ASSETS, batch_report],
         asset_checks=CHECKS,
         jobs=[produce_topic, report_job],
         sensors=[topic_batch_sensor],
-        resources=offline_resources(home),
+        resources={**offline_resources(home), **(overrides or {})},
         # One process per run, steps in order: a topic's stages are sequential anyway, and a
         # subprocess per step would re-import the code (seconds each on 2 cores).
         executor=dg.in_process_executor,

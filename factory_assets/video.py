@@ -28,6 +28,8 @@ class VideoConfig(dg.Config):
     renderer: Literal["channel", "ffmpeg", "moviepy"] = Field(
         "channel", description="Backend for this run; 'channel' uses the channel's setting."
     )
+
+
 CLIPS = (".mp4", ".mov", ".webm", ".mkv")
 
 
@@ -118,7 +120,8 @@ def video(
             "motions": ", ".join(c.motion for c in plans[0].clips),
             "branding": ", ".join(
                 part for part, on in (("logo", logo), ("intro", intro), ("outro", outro)) if on
-            ) or "handle only",
+            )
+            or "handle only",
             "render_s": round(render_s, 2),
             "size_mb": round(outputs[0].stat().st_size / 1e6, 2),
             "provider": backend,

@@ -3,6 +3,9 @@
 factory submit FILE --channel C      copy FILE into the inbox; the sensor picks it up
 factory run FILE --channel C [--json] materialize the batch here and now, one run per topic
 factory status [--json]              every topic's status
+factory estimate FILE --channel C    what a batch will cost before it runs
+factory voices ...                   the voice studio: check samples, clone, test, set, delete
+factory characters ...               the character studio: add, variations, list, delete
 factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
 """
 
@@ -17,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from factory_cli import characters, estimate, voices
 from factory_cli.environment import prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -187,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="where every topic stands")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
+    estimate.register(sub)
+    voices.register(sub)
+    characters.register(sub)
     ui = sub.add_parser("ui", help="Dagster webserver and daemon on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)

@@ -182,7 +182,10 @@ class Script(BaseModel):
     target_duration_s: float
     estimated_duration_s: float
     chars_per_second: float
-    source: str = Field(description="'composer' (offline writer) or 'user' (verbatim script).")
+    source: str = Field(
+        description="'composer' (offline writer), 'llm:<model>', 'user' (verbatim script) or "
+        "'recording' (the words heard in the user's own recording)."
+    )
 
     @property
     def sentences(self) -> list[str]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from factory_core.models import Language, Scene, Script, TopicRequest
 from factory_core.platforms import fit_description, fit_hashtags, fit_title
 from factory_core.text import STOPWORDS, keywords, shorten, speakable, split_sentences
-from factory_core.timing import estimate_duration
+from factory_core.timing import END_TAIL_S, estimate_duration
 
 MIN_SCENES = 4
 MAX_SCENES = 7
@@ -183,6 +183,23 @@ def _verbatim_script(request: TopicRequest, cps: float) -> Script:
     cta = sentences[-1] if len(sentences) > 1 else ""
     body = sentences[1:-1] if len(sentences) > 2 else []
     return _assemble(request, groups, hook, body, cta, cps, "user")
+
+
+def script_from_recording(
+    request: TopicRequest, sentences: list[str], recording_s: float, cps: float
+) -> Script:
+    """A user's recording as the script: the sentences heard in it, grouped into scenes; its
+    own length is the budget (the recording is the voice, it cannot be refitted)."""
+    sentences = [s for s in sentences if s.strip()]
+    if not sentences:
+        raise ValueError("the recording has no words to caption")
+    groups = _group_sentences(sentences)
+    hook = sentences[0]
+    cta = sentences[-1] if len(sentences) > 1 else ""
+    body = sentences[1:-1] if len(sentences) > 2 else []
+    script = _assemble(request, groups, hook, body, cta, cps, "recording")
+    length = round(recording_s + END_TAIL_S, 2)
+    return script.model_copy(update={"target_duration_s": length, "estimated_duration_s": length})
 
 
 def _group_sentences(sentences: list[str]) -> list[list[str]]:

@@ -21,13 +21,26 @@ T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 _SECRETISH = re.compile(
-    r"(?i)(bearer\s+|key\s+|api[_-]?key[=:\s]+|xi-api-key[=:\s]+|token[=:\s]+)[A-Za-z0-9._\-]{6,}"
+    r"((?i:bearer)\s+|\bKey\s+|(?i:api[_-]?key|xi-api-key|token)\s*[=:]\s*)[A-Za-z0-9._\-:]{6,}"
 )
+# Key-shaped words anywhere: provider prefixes (sk-, xi-, key_) or long runs mixing letters and
+# digits, the way keys are minted. Ordinary words, numbers and request ids (UUIDs) stay.
+_KEY_SHAPED = re.compile(
+    r"\b(?:sk|pk|rk|xi|key|fal)[-_][A-Za-z0-9_\-:]{8,}"
+    r"|\b(?=[A-Za-z0-9_\-:]*\d)(?=[A-Za-z0-9_\-:]*[A-Za-z])[A-Za-z0-9_\-:]{24,}"
+)
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
-def redact(text: str) -> str:
-    """Masks anything that looks like a credential in a message meant for logs or metadata."""
-    return _SECRETISH.sub(lambda m: m.group(1) + "***", text)
+def redact(text: str, *secrets: str) -> str:
+    """Masks credentials in a message meant for logs, metadata or exceptions: the given secret
+    values (and each half of an `id:secret` pair), then anything shaped like a key."""
+    for secret in secrets:
+        for part in {secret, *secret.split(":")}:
+            if len(part) >= 6:
+                text = text.replace(part, "***")
+    text = _SECRETISH.sub(lambda m: m.group(1) + "***", text)
+    return _KEY_SHAPED.sub(lambda m: m.group(0) if _UUID.fullmatch(m.group(0)) else "***", text)
 
 
 class ProviderError(RuntimeError):

@@ -23,7 +23,9 @@ class FontError(RuntimeError):
 def fonts_dir() -> Path:
     spec = find_spec("matplotlib")
     if spec is None or not spec.submodule_search_locations:
-        raise FontError("matplotlib (which carries the DejaVu fonts) is not installed; run make setup")
+        raise FontError(
+            "matplotlib (which carries the DejaVu fonts) is not installed; run make setup"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "mpl-data" / "fonts" / "ttf"
     if not (path / "DejaVuSans-Bold.ttf").exists():
         raise FontError(f"DejaVu fonts are missing from {path}; reinstall matplotlib")

@@ -7,6 +7,7 @@ those words. Never a blank frame.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from pathlib import Path
@@ -92,6 +93,83 @@ def _cover(image, width: int, height: int):  # type: ignore[no-untyped-def]
     return ImageOps.fit(image.convert("RGB"), (width, height), centering=(0.5, 0.4))
 
 
+# The character's portrait in offline scenes: a circle in the middle of the frame, between the
+# key words above and the captions below (their lower band starts at 1920 - 660 = 1260 px, two
+# lines reach up to about 1060 px). The crop is PORTRAIT_CROP times dlib's face box, so the face
+# is drawn about 620 / 1.9 = 326 px wide: large enough to recognise on a phone, and for dlib's
+# detector (which needs 80 px) to find it again when the scene is checked for consistency.
+PORTRAIT_DIAMETER = 620
+PORTRAIT_CENTRE = 0.485  # of the frame height: 620 px circle spans about 621-1241 px
+PORTRAIT_CROP = 1.9
+PORTRAIT_RING = 14
+PORTRAIT_TEXT_SIZE = 112
+
+
+def _portrait_crop(
+    size: tuple[int, int], face: tuple[int, int, int, int] | None
+) -> tuple[int, int, int, int]:
+    """Square crop box: around the face (head and shoulders, face a little above the centre),
+    or the upper-middle of the picture when no face is found. Kept inside the picture."""
+    width, height = size
+    if face is None:
+        side = min(width, height)
+        cx, cy = width / 2, min(height - side / 2, max(side / 2, height * 0.4))
+    else:
+        left, top, right, bottom = face
+        face_side = max(right - left, bottom - top)
+        side = min(width, height, round(face_side * PORTRAIT_CROP))
+        cx, cy = (left + right) / 2, (top + bottom) / 2 + 0.05 * face_side
+    x0 = int(min(max(0, cx - side / 2), width - side))
+    y0 = int(min(max(0, cy - side / 2), height - side))
+    return x0, y0, x0 + side, y0 + side
+
+
+@functools.lru_cache(maxsize=16)
+def _character_face(path: str, mtime_ns: int, size: int) -> tuple[int, int, int, int] | None:
+    """The reference's face box, found once per file version: every scene of a topic uses the
+    same reference. dlib loads here, only for channels with a character."""
+    from factory_resources.face_similarity import face_box
+
+    return face_box(Path(path))
+
+
+def _disc(diameter: int):  # type: ignore[no-untyped-def]
+    """A round mask with a smooth edge: drawn 4x larger and shrunk (ImageDraw does not
+    anti-alias)."""
+    from PIL import Image, ImageDraw
+
+    big = Image.new("L", (diameter * 4, diameter * 4), 0)
+    ImageDraw.Draw(big).ellipse((0, 0, diameter * 4 - 1, diameter * 4 - 1), fill=255)
+    return big.resize((diameter, diameter), Image.Resampling.LANCZOS)
+
+
+def _with_portrait(image, character: Path, brand: BrandKit):  # type: ignore[no-untyped-def]
+    """The scene with the character's circular portrait: soft shadow, brand-coloured ring."""
+    from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+    with Image.open(character) as src:
+        upright = ImageOps.exif_transpose(src).convert("RGBA")
+    # A cut-out mascot or logo sits on the brand's colour rather than on black.
+    reference = Image.new("RGBA", upright.size, (*_rgb(brand.secondary), 255))
+    reference = Image.alpha_composite(reference, upright).convert("RGB")
+    stat = character.stat()
+    face = _character_face(str(character), stat.st_mtime_ns, stat.st_size)
+    crop = reference.crop(_portrait_crop(reference.size, face))
+    d = PORTRAIT_DIAMETER
+    portrait = crop.resize((d, d), Image.Resampling.LANCZOS)
+
+    w, h = image.size
+    x, y = (w - d) // 2, int(h * PORTRAIT_CENTRE) - d // 2
+    ring = PORTRAIT_RING
+    overlay = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+    shadow = ImageDraw.Draw(overlay)
+    shadow.ellipse((x - ring, y - ring + 24, x + d + ring, y + d + ring + 24), fill=(0, 0, 0, 150))
+    overlay = overlay.filter(ImageFilter.GaussianBlur(28))
+    overlay.paste((*_rgb(brand.accent), 255), (x - ring, y - ring), _disc(d + 2 * ring))
+    overlay.paste(portrait, (x, y), _disc(d))
+    return Image.alpha_composite(image, overlay)
+
+
 class SceneImageMaker(dg.ConfigurableResource):
     """Offline image maker: channel media first, procedural pictures otherwise."""
 
@@ -104,7 +182,16 @@ class SceneImageMaker(dg.ConfigurableResource):
         with Image.open(source) as img:
             _cover(img, self.width, self.height).save(out, format="PNG", compress_level=3)
 
-    def procedural(self, words: list[str], brand: BrandKit, seed_text: str, out: Path) -> None:
+    def procedural(
+        self,
+        words: list[str],
+        brand: BrandKit,
+        seed_text: str,
+        out: Path,
+        character: Path | None = None,
+    ) -> None:
+        """A picture in the brand's colours carrying the key words; with a character reference,
+        also the character's portrait, so offline scenes still show who the channel is about."""
         import numpy as np
         from PIL import Image, ImageDraw, ImageFilter
 
@@ -138,14 +225,18 @@ class SceneImageMaker(dg.ConfigurableResource):
                 )
         shapes = shapes.filter(ImageFilter.GaussianBlur(6))
         image = Image.alpha_composite(image.convert("RGBA"), shapes)
+        if character is not None:
+            image = _with_portrait(image, character, brand)
 
-        # Key words in the upper half, clear of the captions lower down.
+        # Key words in the upper half, clear of the captions lower down; higher and smaller when
+        # the character's portrait takes the middle of the frame.
         text = " ".join(words).upper() or "•"
         layer = Image.new("RGBA", (w, h), (0, 0, 0, 0))
         tdraw = ImageDraw.Draw(layer)
-        font, lines = _fit_text(tdraw, text, max_width=int(w * 0.8), max_size=150)
+        max_size, centre = (150, 0.30) if character is None else (PORTRAIT_TEXT_SIZE, 0.17)
+        font, lines = _fit_text(tdraw, text, max_width=int(w * 0.8), max_size=max_size)
         line_h = int(font.size * 1.15)
-        y = int(h * 0.30) - line_h * len(lines) // 2
+        y = int(h * centre) - line_h * len(lines) // 2
         panel_pad = 40
         panel_w = max(tdraw.textlength(ln, font=font) for ln in lines)
         tdraw.rounded_rectangle(

@@ -37,6 +37,9 @@ voices = sa.Table(
     sa.Column("settings", sa.JSON, nullable=False, default=dict),
     sa.Column("samples", sa.JSON, nullable=False, default=list),
     sa.Column("usage_count", sa.Integer, nullable=False, default=0),
+    # Letters per second of speech at speed 1, learned from the voice's own audio (a
+    # calibration phrase when cloned, then every narration): scripts are sized with it.
+    sa.Column("chars_per_second", sa.Float),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, default=_now),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, default=_now, onupdate=_now),
     sa.UniqueConstraint("owner", "name", name="uq_voices_owner_name"),

@@ -66,7 +66,9 @@ class MediaStore(dg.ConfigurableResource):
     def brand_file(self, channel: str, stem: str, suffixes: tuple[str, ...]) -> Path | None:
         """A brand-kit file such as channels/<channel>/brand/logo.png, if the channel has one."""
         folder = self.channel_dir(channel) / "brand"
-        return next((folder / f"{stem}{s}" for s in suffixes if (folder / f"{stem}{s}").is_file()), None)
+        return next(
+            (folder / f"{stem}{s}" for s in suffixes if (folder / f"{stem}{s}").is_file()), None
+        )
 
     def inbox_dir(self, channel: str | None = None) -> Path:
         base = self.root / "inbox"

@@ -24,7 +24,7 @@ from factory_core.text import split_sentences, words_of
 from factory_core.timing import SENTENCE_PAUSE_S, spoken_chars
 
 # A fixed passage for measuring a voice's speaking rate (words per second of speech).
-_CALIBRATION = {
+CALIBRATION_TEXT = {
     Language.EN: (
         "Here is something most people never notice. Start with the basics, and the rest "
         "follows. Small choices add up over time. Follow for more short explainers every day."
@@ -310,7 +310,7 @@ class OfflineVoice(dg.ConfigurableResource):
         if cache_file.exists():
             return float(json.loads(cache_file.read_text())["chars_per_second"])
         engine = _engine(language)
-        text = _CALIBRATION[language]
+        text = CALIBRATION_TEXT[language]
         spoken = [engine.speak(s, display_tokens(s), speed) for s in split_sentences(text)]
         seconds = sum(len(s.samples) / s.sample_rate for s in spoken)  # type: ignore[arg-type]
         rate = spoken_chars(text) / seconds

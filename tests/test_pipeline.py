@@ -37,6 +37,7 @@ def test_every_topic_runs_green_with_passing_checks(rendered: Rendered) -> None:
             "script_is_publishable",
             "captions_follow_narration",
             "video_meets_spec",
+            "narration_matches_script",  # a speech recognizer hears the script in the video
         }
         failed = [(e.check_name, e.metadata["problems"].value) for e in evaluations if not e.passed]
         assert failed == []

@@ -1,0 +1,1 @@
+"""Protocol-faithful fakes of the paid providers, served by pytest-httpserver."""
