@@ -24,7 +24,7 @@ from factory_resources.elevenlabs_voice import ElevenLabsVoice
 from factory_resources.faults import ProviderError
 from factory_resources.ffmpeg import RenderError
 from factory_resources.llm_writer import OpenAIScriptWriter, ScriptWriteError
-from factory_resources.narration_pace import NarrationPace, narration_pace
+from factory_resources.narration_pace import NarrationPace, narration_pace, offline_speed
 from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import MediaStore
 from factory_resources.transcribers import Transcriber
@@ -58,7 +58,7 @@ def script(
 ) -> dg.MaterializeResult:
     topic = topic_context(context, store)
     settings = topic.channel.providers.script
-    speed = topic.channel.voice_speed
+    speed = offline_speed(topic.channel, store.root)  # the channel's, times its offline profile's
     language = topic.request.language
     pace = narration_pace(
         topic.channel,

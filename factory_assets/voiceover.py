@@ -26,10 +26,10 @@ from factory_core.models import Script, Voiceover
 from factory_resources.elevenlabs_voice import ElevenLabsError, ElevenLabsVoice
 from factory_resources.faults import ProviderError
 from factory_resources.ffmpeg import run_ffmpeg
-from factory_resources.narration_pace import elevenlabs_speed
+from factory_resources.narration_pace import elevenlabs_speed, offline_profile, offline_speed
 from factory_resources.project_db import price_table, project_engine
 from factory_resources.store import MediaStore
-from factory_resources.voice_studio import VoiceStudio
+from factory_resources.voice_studio import VoiceStudio, pitch_shift
 from factory_resources.voices import OfflineVoice, VoiceUnavailableError
 
 
@@ -85,6 +85,21 @@ def _elevenlabs(
     return spoken.model_copy(update={"voice": settings.voice})
 
 
+def _offline(
+    topic: TopicContext, written: Script, out_wav: Path, store: MediaStore, voice: OfflineVoice
+) -> Voiceover:
+    """piper or espeak-ng; with the channel's offline studio voice, at its speed and pitch."""
+    settings = topic.channel.providers.voice
+    profile = offline_profile(store.root, topic.channel.owner, settings.voice)
+    spoken = voice.synthesize(
+        written.sentences, written.language, offline_speed(topic.channel, store.root), out_wav
+    )
+    if profile is None:
+        return spoken
+    pitch_shift(out_wav, profile[1])  # keeps the length: the word timings stay true
+    return spoken.model_copy(update={"voice": f"{settings.voice} ({spoken.voice})"})
+
+
 @dg.asset(
     partitions_def=topics,
     deps=[script],
@@ -114,9 +129,7 @@ def voiceover(
             for position, provider in enumerate(chain):
                 last = position == len(chain) - 1
                 if provider == "offline":
-                    spoken = voice.synthesize(
-                        written.sentences, written.language, topic.channel.voice_speed, tmp
-                    )
+                    spoken = _offline(topic, written, tmp, store, voice)
                     break
                 try:
                     spoken = _elevenlabs(topic, written, tmp, store, elevenlabs, spent)

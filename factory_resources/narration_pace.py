@@ -56,6 +56,29 @@ def studio_pace(home: Path, owner: str, voice_name: str | None) -> tuple[float, 
     return float(row.chars_per_second), float((row.settings or {}).get("speed") or 1.0)
 
 
+def offline_profile(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
+    """(speed, pitch in semitones) of a ready offline studio voice (`factory voices
+    add-offline`), which the offline voice then speaks with; else None."""
+    if not voice_name:
+        return None
+    with project_engine(home).connect() as conn:
+        row = conn.execute(
+            sa.select(voices.c.settings, voices.c.status, voices.c.provider).where(
+                voices.c.owner == owner, voices.c.name == voice_name
+            )
+        ).first()
+    if row is None or row.status != "ready" or row.provider != "offline":
+        return None
+    settings = row.settings or {}
+    return float(settings.get("speed") or 1.0), float(settings.get("pitch") or 0.0)
+
+
+def offline_speed(channel: ChannelProfile, home: Path) -> float:
+    """The offline voice's speed for this channel: its own, times its studio profile's."""
+    profile = offline_profile(home, channel.owner, channel.providers.voice.voice)
+    return channel.voice_speed * (profile[0] if profile else 1.0)
+
+
 def narration_pace(
     channel: ChannelProfile,
     home: Path,
