@@ -7,6 +7,7 @@ Loads with an empty environment: offline providers need no keys. `$FACTORY_HOME`
 import dagster as dg
 
 from factory_assets.checks import captions_follow_narration, script_is_publishable, video_meets_spec
+from factory_assets.publications import publications
 from factory_assets.report import batch_report
 from factory_assets.scene_images import scene_images
 from factory_assets.script import script
@@ -29,7 +30,7 @@ from factory_resources.voices import OfflineVoice
 from factory_sensors.jobs import produce_topic, report_job
 from factory_sensors.topic_batch import topic_batch_sensor
 
-TOPIC_ASSETS = [script, voiceover, scene_images, subtitles, video, thumbnail]
+TOPIC_ASSETS = [script, voiceover, scene_images, subtitles, video, thumbnail, publications]
 CHECKS = [
     script_is_publishable,
     captions_follow_narration,

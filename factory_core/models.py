@@ -105,6 +105,25 @@ class ProviderSettings(BaseModel):
     transcription: TranscriptionSettings = Field(default_factory=TranscriptionSettings)
 
 
+PublishPlatform = Literal["youtube", "tiktok", "instagram", "x", "telegram"]
+
+
+class PublishingSettings(BaseModel):
+    """Where a channel's finished videos go. Offline default: every platform's outbox folder
+    (`$FACTORY_HOME/outbox/<channel>/<platform>/`), so nothing leaves the machine unasked."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platforms: list[PublishPlatform] = Field(
+        default_factory=lambda: ["youtube", "tiktok", "instagram", "x", "telegram"],
+        description="One post per platform; an empty list publishes nothing.",
+    )
+    publisher: Literal["outbox"] = Field(
+        "outbox", description="outbox: write each post to a folder for review, post nothing."
+    )
+    link: str | None = Field(None, description="An http(s) link added to every post's text.")
+
+
 class ChannelProfile(BaseModel):
     """Per-channel settings, read from `$FACTORY_HOME/channels/<channel>/channel.yaml`."""
 
@@ -137,6 +156,7 @@ class ChannelProfile(BaseModel):
         None, ge=0, description="With cover_from: frame, the second to take (default: mid-hook)."
     )
     providers: ProviderSettings = Field(default_factory=ProviderSettings)
+    publishing: PublishingSettings = Field(default_factory=PublishingSettings)
 
 
 class TopicRequest(BaseModel):

@@ -24,7 +24,7 @@ from .conftest import QUIET, Rendered
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["script", "voiceover", "scene_images", "subtitles", "video", "thumbnail"]
+STAGES = ["script", "voiceover", "scene_images", "subtitles", "video", "thumbnail", "publications"]
 
 
 def test_every_topic_runs_green_with_passing_checks(rendered: Rendered) -> None:
