@@ -40,18 +40,24 @@ class NarrationPace:
         return estimate_duration(sentences, self.rate)
 
 
-def studio_pace(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
-    """(letters per second at speed 1, the voice's own speed setting) of a ready studio voice
-    whose pace is known, else None."""
+def _ready_voice(home: Path, owner: str, voice_name: str | None) -> sa.Row | None:
+    """The owner's studio voice of that name when it is ready to speak, else None."""
     if not voice_name:
         return None
     with project_engine(home).connect() as conn:
         row = conn.execute(
-            sa.select(voices.c.chars_per_second, voices.c.settings, voices.c.status).where(
-                voices.c.owner == owner, voices.c.name == voice_name
+            sa.select(voices.c.provider, voices.c.chars_per_second, voices.c.settings).where(
+                voices.c.owner == owner, voices.c.name == voice_name, voices.c.status == "ready"
             )
         ).first()
-    if row is None or row.status != "ready" or not row.chars_per_second:
+    return row
+
+
+def studio_pace(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
+    """(letters per second at speed 1, the voice's own speed setting) of a ready studio voice
+    whose pace is known, else None."""
+    row = _ready_voice(home, owner, voice_name)
+    if row is None or not row.chars_per_second:
         return None
     return float(row.chars_per_second), float((row.settings or {}).get("speed") or 1.0)
 
@@ -59,15 +65,8 @@ def studio_pace(home: Path, owner: str, voice_name: str | None) -> tuple[float, 
 def offline_profile(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
     """(speed, pitch in semitones) of a ready offline studio voice (`factory voices
     add-offline`), which the offline voice then speaks with; else None."""
-    if not voice_name:
-        return None
-    with project_engine(home).connect() as conn:
-        row = conn.execute(
-            sa.select(voices.c.settings, voices.c.status, voices.c.provider).where(
-                voices.c.owner == owner, voices.c.name == voice_name
-            )
-        ).first()
-    if row is None or row.status != "ready" or row.provider != "offline":
+    row = _ready_voice(home, owner, voice_name)
+    if row is None or row.provider != "offline":
         return None
     settings = row.settings or {}
     return float(settings.get("speed") or 1.0), float(settings.get("pitch") or 0.0)
