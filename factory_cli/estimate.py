@@ -16,9 +16,8 @@ from pathlib import Path
 def _usable(channel, store) -> object:  # type: ignore[no-untyped-def]
     """Which paid providers this channel can use now: key set (and, for ElevenLabs, the
     channel's studio voice ready). The same conditions the stages check."""
-    import sqlalchemy as sa
-
-    from factory_resources.project_db import project_engine, voices
+    from factory_resources.project_db import project_engine
+    from factory_resources.voice_studio import find_voice
 
     settings = channel.providers
 
@@ -26,15 +25,9 @@ def _usable(channel, store) -> object:  # type: ignore[no-untyped-def]
         return bool(os.environ.get(env_name, "").strip())
 
     def voice_ready() -> bool:
-        if not settings.voice.voice:
-            return False
-        with project_engine(store.root).connect() as conn:
-            row = conn.execute(
-                sa.select(voices.c.status).where(
-                    voices.c.owner == channel.owner, voices.c.name == settings.voice.voice
-                )
-            ).first()
-        return row is not None and row.status == "ready"
+        # As the voiceover stage decides: a ready ElevenLabs voice of this owner.
+        record = find_voice(project_engine(store.root), channel.owner, settings.voice.voice)
+        return record is not None and record.status == "ready" and record.provider == "elevenlabs"
 
     checks = {
         "openai": lambda: has_key(settings.script.api_key_env),

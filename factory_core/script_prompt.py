@@ -18,9 +18,9 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from factory_core.models import Language, Scene, Script, ScriptProviderSettings, TopicRequest
+from factory_core.models import Language, Script, ScriptProviderSettings, TopicRequest
 from factory_core.platforms import fit_description, fit_hashtags, fit_title
-from factory_core.script_writer import MAX_SCENES, MIN_SCENES
+from factory_core.script_writer import MAX_SCENES, MIN_SCENES, timed_scenes
 from factory_core.text import clean_text, detect_language, keywords, speakable, split_sentences
 from factory_core.timing import END_TAIL_S, SENTENCE_PAUSE_S, estimate_duration
 
@@ -251,28 +251,16 @@ def to_script(
     cps = chars_per_second
     style = request.style or "explainer"
     topic_words = keywords(request.topic, limit=3)
-    scenes: list[Scene] = []
-    clock = 0.0
-    for index, answer in enumerate(llm_script.scenes):
-        # The voice reads whatever is here: drop markup, emoji and stray symbols first.
-        sentences = split_sentences(speakable(clean_text(answer.narration)))
-        narration = " ".join(sentences)
-        duration = estimate_duration(sentences, cps)
+    # The voice reads whatever is here: drop markup, emoji and stray symbols first.
+    groups = [split_sentences(speakable(clean_text(a.narration))) for a in llm_script.scenes]
+
+    def describe(index: int, narration: str) -> tuple[list[str], str]:
+        answer = llm_script.scenes[index]
         words = [w for w in (clean_text(k) for k in answer.keywords) if w][:3]
         scene_words = words or keywords(narration, limit=3) or topic_words
-        picture = clean_text(answer.visual_prompt) or ", ".join(scene_words)
-        scenes.append(
-            Scene(
-                index=index,
-                narration=narration,
-                sentences=sentences,
-                keywords=scene_words,
-                visual_prompt=picture,
-                planned_start_s=round(clock, 2),
-                planned_duration_s=round(duration, 2),
-            )
-        )
-        clock += duration
+        return scene_words, clean_text(answer.visual_prompt) or ", ".join(scene_words)
+
+    scenes = timed_scenes(groups, cps, describe)
     all_sentences = [s for scene in scenes for s in scene.sentences]
     tags = fit_hashtags([t.strip().lstrip("#") for t in llm_script.hashtags])
     return Script(

@@ -8,6 +8,7 @@ speaking rate. A user's own script is used verbatim, split into scenes at senten
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from factory_core.models import Language, Scene, Script, TopicRequest
@@ -223,6 +224,30 @@ def _group_sentences(sentences: list[str]) -> list[list[str]]:
     return groups
 
 
+def timed_scenes(
+    scene_sentences: list[list[str]],
+    cps: float,
+    describe: Callable[[int, str], tuple[list[str], str]],
+) -> list[Scene]:
+    """Scenes laid end to end at the voice's pace; `describe(index, narration)` gives each
+    scene's key words and picture prompt (the composer and an LLM find them differently)."""
+    scenes: list[Scene] = []
+    clock = 0.0
+    for index, sentences in enumerate(scene_sentences):
+        narration = " ".join(sentences)
+        duration = estimate_duration(sentences, cps)
+        scene_words, prompt = describe(index, narration)
+        scenes.append(
+            Scene(
+                index=index, narration=narration, sentences=sentences, keywords=scene_words,
+                visual_prompt=prompt, planned_start_s=round(clock, 2),
+                planned_duration_s=round(duration, 2),
+            )
+        )  # fmt: skip
+        clock += duration
+    return scenes
+
+
 def _assemble(
     request: TopicRequest,
     scene_sentences: list[list[str]],
@@ -233,30 +258,18 @@ def _assemble(
     source: str,
 ) -> Script:
     t = _TEMPLATES[request.language]
-    scenes: list[Scene] = []
-    clock = 0.0
     topic_words = keywords(request.topic, limit=3)
-    for index, sentences in enumerate(scene_sentences):
-        narration = " ".join(sentences)
-        duration = estimate_duration(sentences, cps)
+
+    def describe(index: int, narration: str) -> tuple[list[str], str]:
         words = keywords(narration, limit=3) if index > 0 else []
         scene_words = (words + [w for w in topic_words if w not in words])[:3] or topic_words
-        scenes.append(
-            Scene(
-                index=index,
-                narration=narration,
-                sentences=sentences,
-                keywords=scene_words,
-                visual_prompt=(
-                    f"{', '.join(scene_words) or subject_of(request.topic)}; "
-                    f"{request.style or 'explainer'} style, "
-                    "vertical 9:16 composition, bold shapes, high contrast"
-                ),
-                planned_start_s=round(clock, 2),
-                planned_duration_s=round(duration, 2),
-            )
+        return scene_words, (
+            f"{', '.join(scene_words) or subject_of(request.topic)}; "
+            f"{request.style or 'explainer'} style, "
+            "vertical 9:16 composition, bold shapes, high contrast"
         )
-        clock += duration
+
+    scenes = timed_scenes(scene_sentences, cps, describe)
     all_sentences = [s for group in scene_sentences for s in group]
     title = fit_title(subject_of(request.topic)[:1].upper() + subject_of(request.topic)[1:])
     return Script(

@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from factory_core.models import ChannelProfile
 from factory_core.timing import END_TAIL_S, estimate_duration
-from factory_resources.project_db import project_engine, voices
+from factory_resources.project_db import project_engine
+from factory_resources.voice_studio import VoiceRecord, find_voice
 
 # ElevenLabs accepts speed 0.7..1.2; the channel's voice_speed (0.7..1.4) scales the voice's own.
 ELEVENLABS_SPEED = (0.7, 1.2)
@@ -40,36 +39,27 @@ class NarrationPace:
         return estimate_duration(sentences, self.rate)
 
 
-def _ready_voice(home: Path, owner: str, voice_name: str | None) -> sa.Row | None:
-    """The owner's studio voice of that name when it is ready to speak, else None."""
-    if not voice_name:
-        return None
-    with project_engine(home).connect() as conn:
-        row = conn.execute(
-            sa.select(voices.c.provider, voices.c.chars_per_second, voices.c.settings).where(
-                voices.c.owner == owner, voices.c.name == voice_name, voices.c.status == "ready"
-            )
-        ).first()
-    return row
+def _ready_voice(home: Path, owner: str, voice_name: str | None) -> VoiceRecord | None:
+    record = find_voice(project_engine(home), owner, voice_name)
+    return record if record is not None and record.status == "ready" else None
 
 
 def studio_pace(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
-    """(letters per second at speed 1, the voice's own speed setting) of a ready studio voice
-    whose pace is known, else None."""
-    row = _ready_voice(home, owner, voice_name)
-    if row is None or not row.chars_per_second:
+    """(letters per second at speed 1, the voice's own speed setting) of a ready ElevenLabs
+    studio voice whose pace is known, else None."""
+    record = _ready_voice(home, owner, voice_name)
+    if record is None or record.provider != "elevenlabs" or not record.chars_per_second:
         return None
-    return float(row.chars_per_second), float((row.settings or {}).get("speed") or 1.0)
+    return record.chars_per_second, float(record.settings.get("speed") or 1.0)
 
 
 def offline_profile(home: Path, owner: str, voice_name: str | None) -> tuple[float, float] | None:
     """(speed, pitch in semitones) of a ready offline studio voice (`factory voices
     add-offline`), which the offline voice then speaks with; else None."""
-    row = _ready_voice(home, owner, voice_name)
-    if row is None or row.provider != "offline":
+    record = _ready_voice(home, owner, voice_name)
+    if record is None or record.provider != "offline":
         return None
-    settings = row.settings or {}
-    return float(settings.get("speed") or 1.0), float(settings.get("pitch") or 0.0)
+    return float(record.settings.get("speed") or 1.0), float(record.settings.get("pitch") or 0.0)
 
 
 def offline_speed(channel: ChannelProfile, home: Path) -> float:

@@ -151,6 +151,19 @@ def pitch_shift(wav_path: Path, semitones: float) -> None:
     shifted.replace(wav_path)
 
 
+def find_voice(engine: sa.Engine, owner: str, name: str | None) -> VoiceRecord | None:
+    """The owner's voice of that name (any status), or None; never another owner's."""
+    if not name:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(project_db.voices).where(
+                project_db.voices.c.owner == owner, project_db.voices.c.name == name
+            )
+        ).mappings().first()  # fmt: skip
+    return VoiceRecord.model_validate(dict(row)) if row else None
+
+
 class VoiceStudio:
     """An owner's voices. Thin: the sample check is factory_core.voice_samples, the provider
     calls are ElevenLabsVoice's; this class keeps the rows and files in step with them."""
@@ -202,13 +215,7 @@ class VoiceStudio:
     # --- rows ---------------------------------------------------------------------------
 
     def find(self, owner: str, name: str) -> VoiceRecord | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(project_db.voices).where(
-                    project_db.voices.c.owner == owner, project_db.voices.c.name == name
-                )
-            ).mappings().first()  # fmt: skip
-        return VoiceRecord.model_validate(dict(row)) if row else None
+        return find_voice(self.engine, owner, name)
 
     def get(self, owner: str, name: str) -> VoiceRecord:
         record = self.find(owner, name)
