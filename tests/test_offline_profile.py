@@ -55,8 +55,10 @@ def test_a_channel_speaks_with_its_owners_offline_profile(tmp_path: Path) -> Non
     plain = OfflineVoice().synthesize(
         [s.text for s in spoken.sentences], Language.EN, 1.0, tmp_path / "plain.wav"
     )
-    # 25% faster speech: the narration is clearly shorter than at the default speed.
-    assert spoken.duration_s < 0.9 * plain.duration_s
+    # 25% faster speech: the narration is clearly shorter than at the default speed. Piper
+    # draws phoneme durations with noise and the sentence pauses do not scale, so measured
+    # over this short text 1.25x comes out 7 to 14% shorter; 5% leaves room for that noise.
+    assert spoken.duration_s < 0.95 * plain.duration_s
     # The pitch shift keeps the length, so the word timings still fit the audio.
     with wave.open(str(home / "topics" / request.key / "voice.wav")) as wav:
         assert wav.getnframes() / wav.getframerate() == pytest.approx(spoken.duration_s, abs=0.05)
