@@ -85,3 +85,29 @@ class Publisher(Protocol):
     def find(self, request: PublishRequest, credentials: dict[str, Any]) -> PublishedPost | None:
         """The post carrying `request.marker`, if the platform already has it."""
         ...
+
+
+class PostMetrics(BaseModel):
+    """What a platform reports about one post at one moment. None: the platform does not
+    report it (or the account did not authorize it), which is not the same as 0."""
+
+    platform: Platform
+    post_id: str
+    fetched_at: datetime
+    views: int | None = None
+    likes: int | None = None
+    comments: int | None = None
+    shares: int | None = None
+    saves: int | None = None
+    watch_time_s: float | None = None  # total watch time over all views
+    avg_view_duration_s: float | None = None
+
+
+class MetricsSource(Protocol):
+    """One platform's statistics. Publishers that can read their posts back implement it;
+    `metrics` returns one entry per post id the platform still knows (deleted posts are left
+    out, not an error), and raises ProviderError / PublishFailure like `publish`."""
+
+    platform: Platform
+
+    def metrics(self, post_ids: list[str], credentials: dict[str, Any]) -> list[PostMetrics]: ...
