@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from factory_core.posting_slots import PostingCalendar
+
 HEX_COLOUR = r"^#[0-9A-Fa-f]{6}$"
 
 
@@ -109,8 +111,9 @@ PublishPlatform = Literal["youtube", "tiktok", "instagram", "x", "telegram"]
 
 
 class PublishingSettings(BaseModel):
-    """Where a channel's finished videos go. Offline default: every platform's outbox folder
-    (`$FACTORY_HOME/outbox/<channel>/<platform>/`), so nothing leaves the machine unasked."""
+    """Where and when a channel's finished videos go. Offline default: every platform's outbox
+    folder (`$FACTORY_HOME/outbox/<channel>/<platform>/`), so nothing leaves the machine unasked,
+    and as soon as the video passes its checks."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -118,10 +121,31 @@ class PublishingSettings(BaseModel):
         default_factory=lambda: ["youtube", "tiktok", "instagram", "x", "telegram"],
         description="One post per platform; an empty list publishes nothing.",
     )
-    publisher: Literal["outbox"] = Field(
-        "outbox", description="outbox: write each post to a folder for review, post nothing."
+    publisher: Literal["outbox", "accounts"] = Field(
+        "outbox",
+        description="outbox: write each post to a folder for review, post nothing. accounts: "
+        "post through the channel's connected accounts (`factory accounts connect`).",
     )
     link: str | None = Field(None, description="An http(s) link added to every post's text.")
+    calendar: PostingCalendar | None = Field(
+        None,
+        description="Posting slots (time zone, times, weekdays): each topic takes the next free "
+        "slot. None: post as soon as the video is ready.",
+    )
+    post: dict[str, object] = Field(
+        default_factory=dict,
+        description="Defaults for every post (privacy, category_id, made_for_kids, hashtags, "
+        "extra_text, ...), as in a topic's post.yaml; fitted to each platform all the same.",
+    )
+
+    @field_validator("post")
+    @classmethod
+    def _post_overrides(cls, value: dict[str, object]) -> dict[str, object]:
+        # Imported here: publish_metadata builds on this module.
+        from factory_core.publish_metadata import PostOverrides
+
+        PostOverrides.model_validate(value)  # a bad default fails when the channel loads
+        return value
 
 
 class ChannelProfile(BaseModel):

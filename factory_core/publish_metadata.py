@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from factory_core.models import Language, Script
 from factory_core.platforms import hashtag
@@ -455,3 +462,27 @@ def fit_for(
         privacy=privacy,
         publish_at=overrides.publish_at,
     )
+
+
+def post_overrides(
+    channel_defaults: Mapping[str, object],
+    topic_post: Mapping[str, object],
+    platform: Platform | str,
+) -> PostOverrides:
+    """The overrides for one post: the channel's `publishing.post` defaults, then the topic's
+    post.yaml fields for every platform, then its section for this platform (e.g. `youtube:`),
+    each later one winning field by field. Raises ValueError naming what is wrong."""
+    platform = Platform(platform)
+    sections = {p.value for p in Platform}
+    shared = {k: v for k, v in topic_post.items() if k not in sections}
+    own = topic_post.get(platform.value) or {}
+    if not isinstance(own, Mapping):
+        raise ValueError(f"post.yaml: `{platform.value}:` must be a mapping of fields")
+    merged = {**channel_defaults, **shared, **own}
+    try:
+        return PostOverrides.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'post'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ValueError(f"post overrides for {platform.value}: {problems}") from None

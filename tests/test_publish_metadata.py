@@ -342,3 +342,25 @@ def test_property_every_field_within_limits_and_no_word_cut(seed: int) -> None:
         if platform is Platform.YOUTUBE:
             assert meta.title and len(meta.title) <= YOUTUBE_TITLE_MAX
             assert youtube_tags_length(meta.tags) <= YOUTUBE_TAGS_MAX
+
+
+def test_post_overrides_layer_channel_topic_and_platform() -> None:
+    from factory_core.publish_metadata import post_overrides
+
+    channel = {"privacy": "unlisted", "category_id": "27", "extra_text": "Channel footer"}
+    topic = {"privacy": "public", "youtube": {"title": "Own title", "privacy": "private"}}
+    youtube = post_overrides(channel, topic, "youtube")
+    tiktok = post_overrides(channel, topic, Platform.TIKTOK)
+    assert (youtube.title, youtube.privacy, youtube.category_id) == ("Own title", "private", "27")
+    assert (tiktok.title, tiktok.privacy, tiktok.extra_text) == (None, "public", "Channel footer")
+
+
+def test_bad_post_overrides_name_the_platform_and_field() -> None:
+    from factory_core.publish_metadata import post_overrides
+
+    with pytest.raises(ValueError, match=r"post overrides for x: privacy: Input should be"):
+        post_overrides({}, {"x": {"privacy": "loud"}}, "x")
+    with pytest.raises(ValueError, match=r"post overrides for tiktok: colour: Extra inputs"):
+        post_overrides({}, {"colour": "red"}, "tiktok")
+    with pytest.raises(ValueError, match=r"`telegram:` must be a mapping"):
+        post_overrides({}, {"telegram": "loud"}, "telegram")
