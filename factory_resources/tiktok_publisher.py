@@ -165,6 +165,8 @@ class TikTokPublisher:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+        # One pooled client: a fresh one per call would rebuild its TLS context every time.
+        self._http = httpx.Client(timeout=self.timeout)
         self.attempts = attempts
         self.sleep = sleep
         self.poll_interval_s = poll_interval_s
@@ -446,7 +448,7 @@ class TikTokPublisher:
     def _send(self, method: str, url: str, token: str, what: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}", **kwargs.pop("headers", {})}
         try:
-            return httpx.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
+            return self._http.request(method, url, headers=headers, **kwargs)
         except httpx.TimeoutException:
             # `from None`: httpx exceptions carry the request, its headers and upload URL.
             raise ProviderError(PROVIDER, f"{what} timed out", retryable=True) from None
