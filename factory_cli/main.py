@@ -6,6 +6,7 @@ factory status [--json]              every topic's status
 factory estimate FILE --channel C    what a batch will cost before it runs
 factory voices ...                   the voice studio: check samples, clone, test, set, delete
 factory characters ...               the character studio: add, variations, list, delete
+factory accounts ...                 platform accounts: connect, list, disconnect, rotate-key
 factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
 """
 
@@ -20,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory_cli import characters, estimate, voices
+from factory_cli import accounts, characters, estimate, voices
 from factory_cli.environment import prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -194,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.register(sub)
     voices.register(sub)
     characters.register(sub)
+    accounts.register(sub)
     ui = sub.add_parser("ui", help="Dagster webserver and daemon on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
