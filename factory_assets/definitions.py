@@ -23,11 +23,13 @@ from factory_resources.ffmpeg import FfmpegRenderer
 from factory_resources.images import SceneImageMaker
 from factory_resources.llm_writer import OpenAIScriptWriter
 from factory_resources.moviepy_renderer import MoviepyRenderer
+from factory_resources.platform_clients import PlatformClients
 from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import MediaStore
 from factory_resources.transcribers import Transcriber
 from factory_resources.voices import OfflineVoice
-from factory_sensors.jobs import produce_topic, report_job
+from factory_sensors.jobs import produce_topic, publish_topic, report_job
+from factory_sensors.posting_slots import posting_slots_sensor
 from factory_sensors.topic_batch import topic_batch_sensor
 
 TOPIC_ASSETS = [script, voiceover, scene_images, subtitles, video, thumbnail, publications]
@@ -55,6 +57,8 @@ def offline_resources(home: str = "") -> dict[str, object]:
         "fal": FalImages(),
         "face_similarity": FaceSimilarity(),
         "transcriber": Transcriber(),
+        # Used only by channels with `publishing.publisher: accounts`.
+        "platforms": PlatformClients(),
     }
 
 
@@ -63,8 +67,8 @@ def build_definitions(home: str = "", overrides: dict[str, object] | None = None
     return dg.Definitions(
         assets=[*TOPIC_ASSETS, batch_report],
         asset_checks=CHECKS,
-        jobs=[produce_topic, report_job],
-        sensors=[topic_batch_sensor],
+        jobs=[produce_topic, publish_topic, report_job],
+        sensors=[topic_batch_sensor, posting_slots_sensor],
         resources={**offline_resources(home), **(overrides or {})},
         # One process per run, steps in order: a topic's stages are sequential anyway, and a
         # subprocess per step would re-import the code (seconds each on 2 cores).

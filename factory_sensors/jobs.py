@@ -13,3 +13,11 @@ produce_topic = dg.define_asset_job(
 report_job = dg.define_asset_job(
     "refresh_batch_report", selection=dg.AssetSelection.assets("batch_report")
 )
+
+# Posting a topic alone, when its slot comes or when asked (tag factory/publish=now).
+publish_topic = dg.define_asset_job(
+    "publish_topic",
+    selection=dg.AssetSelection.assets("publications"),
+    description="Posts one topic's finished video to its channel's platforms, exactly once.",
+    tags={"factory/kind": "publish"},
+)
