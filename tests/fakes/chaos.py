@@ -9,18 +9,26 @@ point for every request) first rolls a seeded die. On a hit the call gets one of
 The fake's own handler never runs for a faulted call, so a fault has no side effect on the
 platform: these are the faults a retry must survive without losing a post. The side-effect
 cases (a post made, its answer lost) are each publisher's own tests.
+
+`chaos_https_server(directory, ...)` is the same over TLS, with the certificate of
+tests/fakes/youtube.py's `https_server` (the YouTube SDK only speaks https). Servers are
+returned unstarted: the caller starts and stops them.
 """
 
 from __future__ import annotations
 
 import random
+import ssl
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from .youtube import https_server
 
 FAULT_KINDS = ("503", "429", "timeout")
 
@@ -37,6 +45,11 @@ class ChaosHTTPServer(HTTPServer):
         self._lock = threading.Lock()
         self.calls = 0
         self.faults: Counter[str] = Counter()
+
+    @property
+    def faulted(self) -> int:
+        """Calls that got a fault instead of the fake's answer."""
+        return sum(self.faults.values())
 
     def _roll(self) -> str | None:
         with self._lock:
@@ -65,3 +78,24 @@ class ChaosHTTPServer(HTTPServer):
             time.sleep(self.stall_s)
             return Response("Gateway Timeout", status=504)
         return super().dispatch(request)
+
+
+def chaos_https_server(
+    directory: Path, *, fault_rate: float = 0.0, seed: int = 0, stall_s: float = 0.5
+) -> tuple[ChaosHTTPServer, Path]:
+    """An unstarted TLS ChaosHTTPServer on 127.0.0.1 and the PEM file that trusts it."""
+    # https_server writes its self-signed certificate and key into `directory` and starts a
+    # plain server on them; that one is stopped at once and the files serve ours.
+    plain, pem = https_server(directory)
+    plain.stop()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem, pem.with_suffix(".key"))
+    server = ChaosHTTPServer(
+        host="127.0.0.1",
+        port=0,
+        ssl_context=context,
+        fault_rate=fault_rate,
+        seed=seed,
+        stall_s=stall_s,
+    )
+    return server, pem
