@@ -6,6 +6,7 @@ Loads with an empty environment: offline providers need no keys. `$FACTORY_HOME`
 
 import dagster as dg
 
+from factory_assets.analytics import channel_analytics, post_metrics
 from factory_assets.checks import captions_follow_narration, script_is_publishable, video_meets_spec
 from factory_assets.publications import publications
 from factory_assets.report import batch_report
@@ -28,7 +29,13 @@ from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import MediaStore
 from factory_resources.transcribers import Transcriber
 from factory_resources.voices import OfflineVoice
-from factory_sensors.jobs import produce_topic, publish_topic, report_job
+from factory_sensors.jobs import (
+    analytics_schedule,
+    produce_topic,
+    publish_topic,
+    refresh_analytics,
+    report_job,
+)
 from factory_sensors.posting_slots import posting_slots_sensor
 from factory_sensors.topic_batch import topic_batch_sensor
 
@@ -65,9 +72,10 @@ def offline_resources(home: str = "") -> dict[str, object]:
 def build_definitions(home: str = "", overrides: dict[str, object] | None = None) -> dg.Definitions:
     """`overrides` replaces resources by key (tests point premium providers at local fakes)."""
     return dg.Definitions(
-        assets=[*TOPIC_ASSETS, batch_report],
+        assets=[*TOPIC_ASSETS, batch_report, post_metrics, channel_analytics],
         asset_checks=CHECKS,
-        jobs=[produce_topic, publish_topic, report_job],
+        jobs=[produce_topic, publish_topic, report_job, refresh_analytics],
+        schedules=[analytics_schedule],
         sensors=[topic_batch_sensor, posting_slots_sensor],
         resources={**offline_resources(home), **(overrides or {})},
         # One process per run, steps in order: a topic's stages are sequential anyway, and a

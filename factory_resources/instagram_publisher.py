@@ -487,11 +487,19 @@ def _usage_wait_s(response: httpx.Response) -> float | None:
     return minutes * 60 if minutes else retry_after_seconds(response.headers)
 
 
+def _int(value: Any) -> int:
+    """Graph's numeric codes; anything else (a proxy's text) counts as no code."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _raise_graph(response: httpx.Response, body: dict[str, Any], token: str, what: str) -> None:
     """Graph's error as ours: reconnect, retry, not ready, the daily limit or a PublishFailure."""
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    code = int(error.get("code") or 0)
-    subcode = int(error.get("error_subcode") or 0)
+    code = _int(error.get("code"))
+    subcode = _int(error.get("error_subcode"))
     message = _clean(
         str(
             error.get("error_user_msg")

@@ -33,6 +33,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    """SQLite drops the zone of timezone=True columns; what was written is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 publications = sa.Table(
     "publications", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -104,7 +111,7 @@ class Publication:
             url=row["url"],
             error=row["error"],
             attempts=row["attempts"],
-            published_at=row["published_at"],
+            published_at=_utc(row["published_at"]),
         )
 
 
@@ -170,6 +177,18 @@ class PublicationLedger:
                 .where(publications.c.topic_key == topic_key)
                 .order_by(publications.c.platform, publications.c.account)
             ).mappings()
+            return [Publication.from_row(row) for row in rows]
+
+    def published(self, exclude_accounts: tuple[str, ...] = ()) -> list[Publication]:
+        """Every post the platforms hold (state PUBLISHED), oldest first, for metrics."""
+        query = sa.select(publications).where(
+            publications.c.state == str(PublicationState.PUBLISHED),
+            publications.c.post_id.is_not(None),
+        )
+        if exclude_accounts:
+            query = query.where(publications.c.account.not_in(exclude_accounts))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(publications.c.published_at)).mappings()
             return [Publication.from_row(row) for row in rows]
 
     def _update(self, marker: str, **values: Any) -> Publication:

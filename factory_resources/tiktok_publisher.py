@@ -436,7 +436,7 @@ class TikTokPublisher:
             headers = {"Content-Type": "application/json; charset=UTF-8"}
             response = self._send("POST", url, token, what, json=body, headers=headers)
             payload = _json(response)
-            code = str((payload.get("error") or {}).get("code") or "")
+            code = str(_error_object(payload).get("code") or "")
             if response.status_code == 200 and code in ("", "ok"):
                 data = payload.get("data")
                 return data if isinstance(data, dict) else {}
@@ -472,6 +472,13 @@ def _json(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
+def _error_object(payload: dict[str, Any]) -> dict[str, Any]:
+    """TikTok's `error` object; a gateway in front of TikTok may answer with another shape
+    (`{"error": "rate limited"}`), which then classifies by HTTP status alone."""
+    error = payload.get("error")
+    return error if isinstance(error, dict) else {}
+
+
 def _clean(text: str, token: str, url: str) -> str:
     return _UPLOAD_TOKEN.sub(r"\1***", redact(text, token, url))
 
@@ -482,7 +489,7 @@ def _why(status: dict[str, Any]) -> str:
 
 def _raise_for(response: httpx.Response, token: str, url: str, what: str) -> None:
     """TikTok's error as ours: reconnect, retry (with Retry-After), or a PublishFailure."""
-    error = _json(response).get("error") or {}
+    error = _error_object(_json(response))
     code = str(error.get("code") or "")
     message = _clean(
         str(error.get("message") or response.text[:200] or response.reason_phrase), token, url

@@ -275,6 +275,12 @@ def _failure(exc: Exception, what: str, secrets: tuple[str, ...]) -> Failure:
         return _http_failure(exc.status_code, exc.content, dict(exc.resp), what, secrets)
     if isinstance(exc, RefreshError):
         detail = redact(str(exc.args[0] if exc.args else exc), *secrets)
+        if getattr(exc, "retryable", False):
+            # google-auth marks a token endpoint that answered 429/5xx (after its own tries)
+            # as retryable: the grant is fine, the endpoint is busy.
+            return ProviderError(
+                PROVIDER, f"{what}: token endpoint busy ({detail})", retryable=True
+            )
         return PublishFailure(
             Platform.YOUTUBE, f"{what}: token refresh refused ({detail}); {RECONNECT}"
         )

@@ -21,3 +21,18 @@ publish_topic = dg.define_asset_job(
     description="Posts one topic's finished video to its channel's platforms, exactly once.",
     tags={"factory/kind": "publish"},
 )
+
+refresh_analytics = dg.define_asset_job(
+    "refresh_analytics",
+    selection=dg.AssetSelection.groups("analytics"),
+    description="Pulls every published post's metrics, then rolls them up per channel.",
+    tags={"factory/kind": "analytics"},
+)
+
+# Every 6 hours: fresh enough to see a post take off, far inside every platform's API quota.
+analytics_schedule = dg.ScheduleDefinition(
+    name="analytics_every_6h",
+    job=refresh_analytics,
+    cron_schedule="0 */6 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)

@@ -394,3 +394,18 @@ def test_publish_once_with_a_ledger_crashing_at_the_publish_step_posts_once(
     assert len(fake.posts) == 1 and len(fake.calls_to("publish")) == 1
     assert post == again and post.post_id == fake.posts[0].id
     assert ledger.get(request.marker).post_id == post.post_id
+
+
+def test_a_proxy_error_with_a_text_code_is_classified_by_status() -> None:
+    # A gateway in front of the Graph API may answer with its own JSON: no crash, a 503 is
+    # still a retryable error and a 400 a PublishFailure.
+    import httpx
+
+    from factory_resources.instagram_publisher import _raise_graph
+
+    body = {"error": {"code": "UPSTREAM_DOWN", "message": "upstream unavailable"}}
+    with pytest.raises(ProviderError) as busy:
+        _raise_graph(httpx.Response(503, json=body), body, ACCESS_TOKEN, "publish")
+    assert busy.value.retryable
+    with pytest.raises(PublishFailure):
+        _raise_graph(httpx.Response(400, json=body), body, ACCESS_TOKEN, "publish")

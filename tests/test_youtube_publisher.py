@@ -382,6 +382,20 @@ def test_a_revoked_token_asks_to_reconnect_the_account(
     assert not fake.videos
 
 
+def test_a_busy_token_endpoint_is_retryable_not_a_reconnect(
+    fake: FakeYouTube, pem: str, credentials: dict[str, Any], video: Path
+) -> None:
+    # The access token has run out and Google's token endpoint answers 503 to every try of
+    # google-auth: the grant is fine, so the caller must retry later, not ask to reconnect.
+    fake.token_endpoint_busy(times=10)
+    expired = {**credentials, "access_token": "ya29.expired", "expires_at": 1.0}
+    with pytest.raises(ProviderError) as caught:
+        _publisher(fake, pem, attempts=1).publish(_request(video), expired, lambda _p: None)
+    assert caught.value.retryable and "reconnect" not in str(caught.value)
+    assert {c.status for c in fake.calls if c.path == "/token"} == {503}
+    assert not fake.videos
+
+
 def test_a_token_expiring_midway_is_refreshed_and_the_chunk_sent_whole(
     fake: FakeYouTube, pem: str, credentials: dict[str, Any], video: Path
 ) -> None:

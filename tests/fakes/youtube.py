@@ -225,6 +225,7 @@ class FakeYouTube:
     analytics_authorized: bool = True
     _tokens: set[str] = field(default_factory=set)
     _faults: deque[tuple[int, str, str | None]] = field(default_factory=deque)
+    _token_busy: int = 0
     _chunk_faults: dict[int, list[tuple[str, int]]] = field(default_factory=dict)
     _chunks_seen: int = 0
     _lost_final: deque[int] = field(default_factory=deque)
@@ -255,6 +256,10 @@ class FakeYouTube:
         """The next `times` requests (any route but /token) get Google's error JSON."""
         for _ in range(times):
             self._faults.append((status, reason, retry_after))
+
+    def token_endpoint_busy(self, times: int) -> None:
+        """The next `times` calls to /token get 503 (Google's token endpoint overloaded)."""
+        self._token_busy += times
 
     def fail_chunk_once(self, index: int, status: int = 503) -> None:
         self._chunk_faults.setdefault(index, []).append(("fail", status))
@@ -394,6 +399,9 @@ class FakeYouTube:
 
     def _token(self, call: Call, request: Request) -> Response:
         form = request.form
+        if self._token_busy > 0:
+            self._token_busy -= 1
+            return self._json(call, 503, {"error": "temporarily_unavailable"})
         if (
             form.get("grant_type") != "refresh_token"
             or form.get("refresh_token") != self.refresh_token
