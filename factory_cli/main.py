@@ -7,6 +7,8 @@ factory estimate FILE --channel C    what a batch will cost before it runs
 factory voices ...                   the voice studio: check samples, clone, test, set, delete
 factory characters ...               the character studio: add, variations, list, delete
 factory accounts ...                 platform accounts: connect, list, disconnect, rotate-key
+factory publish KEY... [--now]       post finished topics (at their slot, or at once)
+factory analytics                    pull metrics now and write each channel's report
 factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
 """
 
@@ -21,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory_cli import accounts, characters, estimate, voices
+from factory_cli import accounts, characters, estimate, publishing, voices
 from factory_cli.environment import prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -196,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     voices.register(sub)
     characters.register(sub)
     accounts.register(sub)
+    publishing.register(sub)
     ui = sub.add_parser("ui", help="Dagster webserver and daemon on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)

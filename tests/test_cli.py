@@ -44,6 +44,24 @@ def test_run_reports_every_row_and_fails_on_a_bad_row(
     assert "rejected" in table and "no words" in table
     assert table.strip().splitlines()[-1].startswith("batch: 3 topics, 0 made, 2 cached")
 
+    # Publishing from the shell: already posted to the outbox, so asking again posts nothing new.
+    key = by_status["done"]["key"]
+    outbox = Path(__import__("os").environ["FACTORY_HOME"]) / "outbox"
+    before = sorted(outbox.rglob("post.json"))
+    assert len(before) == 10  # two topics, five platforms
+    assert main(["publish", key, "--now"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{key}: published to instagram, telegram, tiktok, x, youtube"
+    )
+    assert sorted(outbox.rglob("post.json")) == before
+    assert main(["publish", "demo--no-such-topic"]) == 1
+    assert "no such topic" in capsys.readouterr().err
+    # Outbox posts are on no platform, so there are no metrics to pull yet.
+    assert main(["analytics"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == (
+        "analytics: posts=0 snapshots=0 errors=0"
+    )
+
 
 def test_missing_file_and_bad_channel_are_clear_errors(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
