@@ -1,0 +1,78 @@
+"""Who is calling: `Authorization: Bearer <key>` or `X-API-Key: <key>`, checked by the tenancy
+(keys are stored as SHA-256 digests). Every endpoint but the OAuth callback depends on
+`caller`; a missing, unknown or revoked key is 401 with a message saying how to send one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from factory_api.errors import ApiError
+from factory_api.services import Services
+from factory_resources.tenancy import User
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer vf_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, `vf_...`")
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    services: Services
+
+    @property
+    def owner(self) -> str:
+        return self.user.name
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _unauthorized(message: str) -> ApiError:
+    error = ApiError(401, "unauthorized", message)
+    error.extra["hint"] = "send `Authorization: Bearer <your API key>` or `X-API-Key: <key>`"
+    error.headers = {"WWW-Authenticate": "Bearer"}
+    return error
+
+
+def api_key_of(bearer: HTTPAuthorizationCredentials | None, header: str | None) -> str | None:
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    if header and header.strip():
+        return header.strip()
+    return None
+
+
+def optional_user(
+    svc: Annotated[Services, Depends(services)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> User | None:
+    key = api_key_of(bearer, header)
+    return svc.tenancy.authenticate(key) if key else None
+
+
+def caller(
+    svc: Annotated[Services, Depends(services)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    header: Annotated[str | None, Security(_header)],
+) -> Caller:
+    key = api_key_of(bearer, header)
+    if key is None:
+        raise _unauthorized("no API key given")
+    user = svc.tenancy.authenticate(key)
+    if user is None:
+        # The same words for unknown, revoked and malformed keys: nothing to probe with.
+        raise _unauthorized(
+            "the API key is not valid (unknown or revoked); ask the factory's operator for a "
+            "new one"
+        )
+    return Caller(user, svc)
+
+
+CallerDep = Annotated[Caller, Depends(caller)]
