@@ -7,6 +7,7 @@ factory estimate FILE --channel C    what a batch will cost before it runs
 factory voices ...                   the voice studio: check samples, clone, test, set, delete
 factory characters ...               the character studio: add, variations, list, delete
 factory accounts ...                 platform accounts: connect, list, disconnect, rotate-key
+factory users ...                    API users: add, key, keys, revoke, plan, usage
 factory publish KEY... [--now]       post finished topics (at their slot, or at once)
 factory analytics                    pull metrics now and write each channel's report
 factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory_cli import accounts, characters, estimate, publishing, voices
+from factory_cli import accounts, characters, estimate, publishing, users, voices
 from factory_cli.environment import prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -198,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     voices.register(sub)
     characters.register(sub)
     accounts.register(sub)
+    users.register(sub)
     publishing.register(sub)
     ui = sub.add_parser("ui", help="Dagster webserver and daemon on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)

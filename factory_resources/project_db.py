@@ -1,7 +1,8 @@
 """The project's own tables (not Dagster's): voices, characters, their images, the cost ledger.
 
 SQLAlchemy Core over one URL: `FACTORY_DB_URL` (PostgreSQL in production and tests, e.g.
-postgresql://user@127.0.0.1:5432/factory), else SQLite in `$FACTORY_HOME/factory.db`. Every
+postgresql://user@127.0.0.1:5432/factory), else SQLite in `$FACTORY_HOME/factory.db`. The
+schema comes from the Alembic migrations in factory_resources/migrations. Every
 row that belongs to someone carries its `owner`; every query here filters on it, so one
 owner never sees another's voices or characters.
 """
@@ -9,8 +10,8 @@ owner never sees another's voices or characters.
 from __future__ import annotations
 
 import os
+import threading
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -103,11 +104,22 @@ def database_url(home: Path | None = None) -> str:
     return f"sqlite:///{root / 'factory.db'}"
 
 
-@cache
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
 def engine_for(url: str) -> sa.Engine:
-    engine = sa.create_engine(url, pool_pre_ping=True, future=True)
-    metadata.create_all(engine)
-    return engine
+    """The engine for `url`, its database brought to the newest migration (once per URL per
+    process; factory_resources.migrations locks against other processes doing the same)."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            from factory_resources.migrations import upgrade
+
+            engine = sa.create_engine(url, pool_pre_ping=True, future=True)
+            upgrade(engine)
+            _engines[url] = engine
+        return engine
 
 
 def project_engine(home: Path | None = None) -> sa.Engine:

@@ -84,6 +84,14 @@ class MediaStore(dg.ConfigurableResource):
     # --- channel and topic records -------------------------------------------------------
 
     def channel_profile(self, channel: str) -> ChannelProfile:
+        """The channel's settings: its row in the project DB's `channels` table (any owner: the
+        pipeline runs for every user), else channels/<channel>/channel.yaml, else defaults."""
+        from factory_resources.project_db import project_engine
+        from factory_resources.tenancy import stored_channel_profile
+
+        stored = stored_channel_profile(project_engine(self.root), channel_slug(channel))
+        if stored is not None:
+            return stored
         path = self.channel_dir(channel) / "channel.yaml"
         if not path.exists():
             return ChannelProfile(name=channel_slug(channel))
