@@ -12,7 +12,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 CHANNEL ?= demo
 BATCH ?= samples/topics_en.csv
 
-.PHONY: setup demo test lint ui bench bench-render clean
+.PHONY: setup demo test lint ui bench bench-render clean api bench-api
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,11 +38,30 @@ lint: setup
 ui: setup
 	$(VENV)/bin/factory ui
 
+# The REST API on http://127.0.0.1:8000 (OpenAPI docs at /docs) beside the Dagster webserver and
+# daemon on http://127.0.0.1:3000, through which it launches runs; both use the same instance
+# ($DAGSTER_HOME, default $FACTORY_HOME/dagster). `set -m` gives `factory ui` a process group
+# of its own (a background job would otherwise ignore Ctrl-C), and the trap ends that group
+# (dagster dev, its webserver, daemon and code server) when uvicorn stops on Ctrl-C, killing
+# it if SIGTERM is ignored.
+api: setup
+	@set -m; $(VENV)/bin/factory ui --port 3000 & ui=$$!; \
+	stop() { kill -TERM -- -$$ui 2>/dev/null || return 0; \
+	  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -$$ui 2>/dev/null || return 0; sleep 1; done; \
+	  kill -KILL -- -$$ui 2>/dev/null; }; \
+	trap stop EXIT; trap 'exit 130' INT TERM; \
+	FACTORY_DAGSTER_URL=http://127.0.0.1:3000 $(VENV)/bin/uvicorn factory_api.app:app \
+	  --host 127.0.0.1 --port 8000
+
 bench: setup
 	$(VENV)/bin/python -m bench.topic_bench
 
 bench-render: setup
 	$(VENV)/bin/python -m bench.render_bench
+
+# ~2,000 requests from 8 clients over the API's list and status endpoints, PostgreSQL behind.
+bench-api: setup
+	$(VENV)/bin/python -m bench.api_bench
 
 clean:
 	rm -rf $(VENV) $(TOOLS)

@@ -16,15 +16,22 @@ The arithmetic (weights, ETA, rollups) is factory_core/progress.py.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import dagster as dg
 import httpx
+import sqlalchemy as sa
 from dagster._core.execution.stats import RunStepKeyStatsSnapshot, StepEventStatus
+from dagster._core.storage.runs.schema import RunsTable, RunTagsTable
+from dagster._core.storage.runs.sql_run_storage import SqlRunStorage
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from pydantic import BaseModel
 
@@ -45,12 +52,14 @@ from factory_core.progress import topic_progress as estimate_progress
 from factory_sensors.jobs import produce_topic, publish_topic
 
 __all__ = [
+    "DAGSTER_URL_ENV",
     "BridgeError",
     "DagsterBridge",
     "GraphQLBridge",
     "LaunchResult",
     "TopicProgress",
     "TopicState",
+    "default_bridge",
 ]
 
 PARTITION_TAG = "dagster/partition"
@@ -58,6 +67,8 @@ PUBLICATIONS = dg.AssetKey("publications")
 # Definitions (not a @repository) always load as this repository name.
 DEFAULT_REPOSITORY = "__repository__"
 DEFAULT_LOCATION = "factory"  # workspace.yaml's location_name
+DAGSTER_URL_ENV = "FACTORY_DAGSTER_URL"
+DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `make api` / `make ui`
 
 _PHASES: dict[dg.DagsterRunStatus, RunPhase] = {
     dg.DagsterRunStatus.QUEUED: "queued",
@@ -124,14 +135,28 @@ def stage_of(step_key: str, stages: Sequence[str] = TOPIC_STAGES) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+@dataclass(frozen=True)
+class RunRow:
+    """The few columns of a run that progress needs (no run body to deserialize)."""
+
+    run_id: str
+    partition: str
+    status: dg.DagsterRunStatus
+    start_time: float | None
+    updated_at: float | None
+
+    @property
+    def phase(self) -> RunPhase:
+        return _PHASES.get(self.status, "running")
+
+
 def run_snapshot(
-    record: dg.RunRecord,
+    run: RunRow,
     steps: Sequence[RunStepKeyStatsSnapshot],
     reason: str | None = None,
     stages: Sequence[str] = TOPIC_STAGES,
 ) -> RunSnapshot:
     """The stages a run finished, the one it is in and since when, from its step stats."""
-    run = record.dagster_run
     first_start: dict[str, float] = {}
     succeeded: set[str] = set()
     running: set[str] = set()
@@ -152,15 +177,22 @@ def run_snapshot(
     current = next((s for s in stages if s in running), None)
     return RunSnapshot(
         run_id=run.run_id,
-        phase=_PHASES.get(run.status, "running"),
-        started_at=record.start_time,
-        updated_at=record.update_timestamp.timestamp(),
+        phase=run.phase,
+        started_at=run.start_time,
+        updated_at=run.updated_at,
         stages_done=done,
         current_stage=current,
         current_started_at=first_start.get(current) if current else None,
         failed_stage=failed,
         failure_reason=reason,
     )
+
+
+def _epoch(value: datetime | None) -> float | None:
+    """Run storages keep naive UTC datetimes."""
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def stage_durations(
@@ -221,6 +253,7 @@ class GraphQLBridge:
         self._times: tuple[float, StageTimes] | None = None
         # Finished runs never change: their step stats and failure reasons are read once.
         self._finished: dict[str, tuple[list[RunStepKeyStatsSnapshot], str | None]] = {}
+        self._publication_state_by_id: dict[int, str | None] = {}
 
     # ---- launches (GraphQL) ----
 
@@ -369,28 +402,19 @@ class GraphQLBridge:
         facts = {key: TopicFacts(key=key) for key in keys}
         if not keys:
             return facts
-        # One query for every topic's runs; newest first, so the first seen is the latest.
-        records = self.instance.get_run_records(
-            dg.RunsFilter(job_name=produce_topic.name, tags={PARTITION_TAG: keys})
-        )
-        latest: dict[str, dg.RunRecord] = {}
-        for record in records:
-            latest.setdefault(record.dagster_run.tags.get(PARTITION_TAG, ""), record)
+        latest = self._latest_runs(keys)
         succeeded: list[str] = []
         for key in keys:
-            record = latest.get(key)
-            if record is None:
+            run = latest.get(key)
+            if run is None:
                 continue
-            run = record.dagster_run
-            phase = _PHASES.get(run.status, "running")
-            if phase == "succeeded":
-                facts[key].run = run_snapshot(record, [])
+            if run.phase == "succeeded":
                 succeeded.append(key)
-            elif phase == "queued":
-                facts[key].run = run_snapshot(record, [])
+            if run.phase in ("succeeded", "queued"):
+                facts[key].run = run_snapshot(run, [])
             else:
-                steps, reason = self._steps_and_reason(record, phase)
-                facts[key].run = run_snapshot(record, steps, reason)
+                steps, reason = self._steps_and_reason(run)
+                facts[key].run = run_snapshot(run, steps, reason)
         for key, state in self._publication_states(succeeded).items():
             facts[key].publication_state = state
         without_run = [key for key in keys if key not in latest]
@@ -400,19 +424,50 @@ class GraphQLBridge:
                 facts[key].known = key in existing
         return facts
 
-    def _steps_and_reason(
-        self, record: dg.RunRecord, phase: RunPhase
-    ) -> tuple[list[RunStepKeyStatsSnapshot], str | None]:
-        run_id = record.dagster_run.run_id
-        cached = self._finished.get(run_id)
+    def _latest_runs(self, keys: Sequence[str]) -> dict[str, RunRow]:
+        """Each topic's newest produce_topic run, in one query. SQL run storages (SQLite,
+        PostgreSQL) are asked for five columns: deserializing whole runs cost ~1 ms each."""
+        storage = self.instance.run_storage
+        if not isinstance(storage, SqlRunStorage):
+            records = self.instance.get_run_records(
+                dg.RunsFilter(job_name=produce_topic.name, tags={PARTITION_TAG: list(keys)})
+            )
+            rows = [
+                RunRow(r.dagster_run.run_id, r.dagster_run.tags.get(PARTITION_TAG, ""),
+                       r.dagster_run.status, r.start_time, r.update_timestamp.timestamp())
+                for r in records
+            ]  # fmt: skip
+        else:
+            query = (
+                sa.select(RunsTable.c.run_id, RunTagsTable.c.value, RunsTable.c.status,
+                          RunsTable.c.start_time, RunsTable.c.update_timestamp)
+                .join(RunTagsTable, RunTagsTable.c.run_id == RunsTable.c.run_id)
+                .where(RunTagsTable.c.key == PARTITION_TAG, RunTagsTable.c.value.in_(list(keys)),
+                       RunsTable.c.pipeline_name == produce_topic.name)
+                .order_by(RunsTable.c.id.desc())
+            )  # fmt: skip
+            with storage.connect() as conn:
+                found = conn.execute(query).all()
+            rows = [
+                RunRow(run_id, partition, dg.DagsterRunStatus(status), start_time,
+                       _epoch(updated))
+                for run_id, partition, status, start_time, updated in found
+            ]  # fmt: skip
+        latest: dict[str, RunRow] = {}
+        for row in rows:  # newest first: the first seen is the latest
+            latest.setdefault(row.partition, row)
+        return latest
+
+    def _steps_and_reason(self, run: RunRow) -> tuple[list[RunStepKeyStatsSnapshot], str | None]:
+        cached = self._finished.get(run.run_id)
         if cached is not None:
             return cached
-        steps = list(self.instance.get_run_step_stats(run_id))
-        if phase == "running":
+        steps = list(self.instance.get_run_step_stats(run.run_id))
+        if run.phase == "running":
             return steps, None
-        reason = failure_reason(self.instance, run_id) if phase == "failed" else None
+        reason = failure_reason(self.instance, run.run_id) if run.phase == "failed" else None
         with self._lock:
-            self._finished[run_id] = (steps, reason)
+            self._finished[run.run_id] = (steps, reason)
         return steps, reason
 
     def _publication_states(self, keys: Sequence[str]) -> dict[str, str]:
@@ -422,20 +477,26 @@ class GraphQLBridge:
         storage_ids = self.instance.get_latest_storage_id_by_partition(
             PUBLICATIONS, dg.DagsterEventType.ASSET_MATERIALIZATION, set(keys)
         )
-        if not storage_ids:
-            return {}
-        result = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=PUBLICATIONS, storage_ids=list(storage_ids.values())),
-            limit=len(storage_ids),
-        )
+        # An event never changes: only materializations not seen before are read and decoded.
+        unseen = [i for i in storage_ids.values() if i not in self._publication_state_by_id]
+        if unseen:
+            result = self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=PUBLICATIONS, storage_ids=unseen),
+                limit=len(unseen),
+            )
+            with self._lock:
+                for record in result.records:
+                    materialization = record.asset_materialization
+                    state = materialization.metadata.get("state") if materialization else None
+                    value = getattr(state, "value", state)
+                    self._publication_state_by_id[record.storage_id] = (
+                        str(value) if value is not None else None
+                    )
         states: dict[str, str] = {}
-        for record in result.records:
-            materialization = record.asset_materialization
-            if materialization is None or materialization.partition is None:
-                continue
-            state = materialization.metadata.get("state")
+        for key, storage_id in storage_ids.items():
+            state = self._publication_state_by_id.get(storage_id)
             if state is not None:
-                states[materialization.partition] = str(getattr(state, "value", state))
+                states[key] = state
         return states
 
     def stage_times(self) -> StageTimes:
@@ -457,3 +518,20 @@ class GraphQLBridge:
         times = StageTimes.from_samples([], samples)
         self._times = (now, times)
         return times
+
+
+def default_bridge(home: Path) -> GraphQLBridge:
+    """The API's bridge from the environment: the webserver at $FACTORY_DAGSTER_URL (default
+    http://127.0.0.1:3000) and the instance at $DAGSTER_HOME, else the embedded one under
+    `home`/dagster, set up as the `factory` command does, so the API and `make ui` share it."""
+    if not os.environ.get("DAGSTER_HOME"):
+        from factory_resources.store import REPO_ROOT
+
+        dagster_home = Path(home) / "dagster"
+        dagster_home.mkdir(parents=True, exist_ok=True)
+        config = dagster_home / "dagster.yaml"
+        if not config.exists():
+            config.symlink_to(REPO_ROOT / "dagster.yaml")
+        os.environ["DAGSTER_HOME"] = str(dagster_home)
+    url = os.environ.get(DAGSTER_URL_ENV, "").strip() or DEFAULT_DAGSTER_URL
+    return GraphQLBridge(url, dg.DagsterInstance.get())
