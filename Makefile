@@ -45,7 +45,7 @@ ui: setup
 # (dagster dev, its webserver, daemon and code server) when uvicorn stops on Ctrl-C, killing
 # it if SIGTERM is ignored.
 api: setup
-	@set -m; $(VENV)/bin/factory ui --port 3000 & ui=$$!; \
+	@set -m; $(VENV)/bin/factory ui --port 3000 & ui=$$!; set +m; \
 	stop() { kill -TERM -- -$$ui 2>/dev/null || return 0; \
 	  for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 -- -$$ui 2>/dev/null || return 0; sleep 1; done; \
 	  kill -KILL -- -$$ui 2>/dev/null; }; \
