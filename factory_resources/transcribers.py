@@ -61,6 +61,11 @@ _MODEL_PARTS = (
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # ship with part 1
 
 
+# Whisper's own defaults for spotting a repetition loop and the temperatures to retry it at.
+LOOP_RETRY_TEMPERATURES = (0.0, 0.2, 0.4, 0.6)
+LOOP_COMPRESSION_RATIO = 2.4
+
+
 class ModelUnavailableError(RuntimeError):
     pass
 
@@ -227,9 +232,17 @@ class Transcriber(dg.ConfigurableResource):
                 vad_filter=self.vad_filter,
                 # Each window on its own: a misheard word cannot snowball into the next window.
                 condition_on_previous_text=False,
-                # Greedy/beam only, no sampled retries at higher temperatures: those made the
-                # same audio give different words run to run and took 2x as long on Russian.
-                temperature=0.0,
+                # Temperature 0 first. A window that comes out as a decoder loop ("5-5-5-5…",
+                # caught by its gzip compression ratio) is decoded again at a higher temperature,
+                # as whisper itself does. The low-log-probability trigger is off: robotic espeak
+                # audio trips it on good text, and the sampled retries it caused made the same
+                # audio give different words run to run and took 2x as long on Russian.
+                temperature=LOOP_RETRY_TEMPERATURES,
+                compression_ratio_threshold=LOOP_COMPRESSION_RATIO,
+                log_prob_threshold=None,
+                # Without the log-probability test, whisper's "no speech" test alone would drop
+                # whole windows of robotic speech; a narration is speech throughout.
+                no_speech_threshold=None,
             )
             segments = list(segments)  # decoding happens here, lazily
         except Exception as exc:  # av/ctranslate2 raise many types; callers need one
