@@ -29,7 +29,8 @@ class Caller:
         return self.user.name
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: an attribute read, which would otherwise cost a hop through the thread pool.
     return request.app.state.services
 
 

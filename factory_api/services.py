@@ -74,7 +74,13 @@ class Services:
                     self._bridge = _default_bridge(self.home)
         return self._bridge
 
+    # The studios hold no per-request state; building one costs about a millisecond (its
+    # adapters and table checks), which list endpoints would pay on every call.
     def voice_studio(self) -> VoiceStudio:
+        return self._voice_studio
+
+    @cached_property
+    def _voice_studio(self) -> VoiceStudio:
         from factory_resources.elevenlabs_voice import ElevenLabsVoice
         from factory_resources.voice_studio import VoiceStudio
 
@@ -82,6 +88,10 @@ class Services:
         return VoiceStudio(self.engine, elevenlabs, self.home)
 
     def character_studio(self) -> CharacterStudio:
+        return self._character_studio
+
+    @cached_property
+    def _character_studio(self) -> CharacterStudio:
         from factory_resources.character_studio import CharacterStudio
         from factory_resources.face_similarity import FaceSimilarity
         from factory_resources.fal_images import FalImages
