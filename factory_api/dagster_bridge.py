@@ -223,6 +223,7 @@ class GraphQLBridge:
         durations_ttl_s: float = 300.0,
         duration_sample_runs: int = 10,
         hold_connections: bool = True,
+        facts_ttl_s: float = 1.0,
     ) -> None:
         parts = urlsplit(webserver_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -254,6 +255,11 @@ class GraphQLBridge:
         # Finished runs never change: their step stats and failure reasons are read once.
         self._finished: dict[str, tuple[list[RunStepKeyStatsSnapshot], str | None]] = {}
         self._publication_state_by_id: dict[int, str | None] = {}
+        # What the instance said about each topic, for `facts_ttl_s`: clients poll status
+        # endpoints many times a second, and a second-old state is as good to them; progress
+        # and ETA are still computed at the moment of each request.
+        self._facts_ttl_s = facts_ttl_s
+        self._recent_facts: dict[str, tuple[float, TopicFacts]] = {}
 
     # ---- launches (GraphQL) ----
 
@@ -376,7 +382,7 @@ class GraphQLBridge:
     # ---- reads (the instance) ----
 
     def topic_progress(self, topic_keys: list[str]) -> dict[str, TopicProgress]:
-        facts = self._facts(topic_keys)
+        facts = self._fresh_facts(topic_keys)
         times = self.stage_times()
         now = time.time()
         return {key: estimate_progress(facts[key], now, times) for key in topic_keys}
@@ -396,6 +402,26 @@ class GraphQLBridge:
         limit = self.instance.get_concurrency_config().run_queue_config
         configured = getattr(limit, "max_concurrent_runs", None) if limit else None
         return configured if isinstance(configured, int) and configured > 0 else 1
+
+    def _fresh_facts(self, topic_keys: Sequence[str]) -> dict[str, TopicFacts]:
+        """`_facts`, reusing what was read less than `facts_ttl_s` ago."""
+        now = time.monotonic()
+        recent = self._recent_facts
+        facts = {
+            key: entry[1]
+            for key in topic_keys
+            if (entry := recent.get(key)) is not None and now - entry[0] < self._facts_ttl_s
+        }
+        missing = [key for key in topic_keys if key not in facts]
+        if missing:
+            read = self._facts(missing)
+            with self._lock:
+                if len(recent) > 50_000:  # a bound, not an eviction policy: drop and refill
+                    recent.clear()
+                for key, fact in read.items():
+                    recent[key] = (now, fact)
+            facts.update(read)
+        return facts
 
     def _facts(self, topic_keys: Sequence[str]) -> dict[str, TopicFacts]:
         keys = list(dict.fromkeys(topic_keys))

@@ -39,6 +39,7 @@ class Services:
         self._bridge = bridge
         self._pending: dict[str, tuple[float, PendingConnect]] = {}
         self._lock = threading.Lock()
+        self._requests: dict[Path, tuple[tuple[int, int], TopicRequest]] = {}
 
     # --- the pieces ---------------------------------------------------------------------------
 
@@ -117,7 +118,6 @@ class Services:
     def owned_topic(self, user: User, key: str) -> TopicRequest:
         """The caller's topic: the key is well formed, its channel is the caller's, and the
         topic was recorded. Anything else is 404 (the key is never used as a path before)."""
-        from factory_core.models import TopicRequest
         from factory_core.slugs import is_valid_key
 
         channel = key.split("--", 1)[0] if "--" in key else ""
@@ -126,9 +126,26 @@ class Services:
         path = self.home / "topics" / key / "request.json"
         if not path.is_file():
             raise not_found("video", key, "key")
-        request = TopicRequest.model_validate_json(path.read_text(encoding="utf-8"))
+        request = self.topic_request(path)
         if request.channel != channel:
             raise not_found("video", key, "key")
+        return request
+
+    def topic_request(self, path: Path) -> TopicRequest:
+        """The TopicRequest in `path`, parsed once per version of the file (list endpoints
+        read dozens on every call). Raises OSError or ValueError like a plain read."""
+        from factory_core.models import TopicRequest
+
+        stat = path.stat()
+        version = (stat.st_mtime_ns, stat.st_size)
+        cached = self._requests.get(path)
+        if cached is not None and cached[0] == version:
+            return cached[1]
+        request = TopicRequest.model_validate_json(path.read_text(encoding="utf-8"))
+        with self._lock:
+            if len(self._requests) > 50_000:
+                self._requests.clear()
+            self._requests[path] = (version, request)
         return request
 
     def topic_keys(self, user: User, channel: str | None = None) -> list[str]:

@@ -142,7 +142,7 @@ def list_videos(
     for key in keys:
         path = svc.home / "topics" / key / "request.json"
         try:
-            request = TopicRequest.model_validate_json(path.read_text(encoding="utf-8"))
+            request = svc.topic_request(path)
         except (OSError, ValueError):
             continue  # deleted or half-written meanwhile: it shows on the next call
         out.append(VideoOut.model_validate(_video(request, states[key])))
