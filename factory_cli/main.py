@@ -61,6 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from factory_assets.definitions import defs
     from factory_assets.partitions import topics
     from factory_assets.status import failure_reason, topic_status
+    from factory_core.run_tags import topic_run_tags
     from factory_core.slugs import InvalidChannelError, channel_slug
     from factory_core.topics_file import TopicFileError
     from factory_resources.store import MediaStore
@@ -85,6 +86,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance.add_dynamic_partitions(topics.name, [r.key for r in batch.accepted])
 
     job = defs.resolve_job_def("produce_topic")
+    tags = topic_run_tags(store.channel_profile(channel).owner, channel)
     rows: list[dict[str, object]] = []
     started = time.perf_counter()
     for verdict in batch.verdicts:
@@ -107,8 +109,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.renderer:
             run_config["ops"] = {"video": {"config": {"renderer": args.renderer}}}
         result = job.execute_in_process(
-            partition_key=key, instance=instance, raise_on_error=False, run_config=run_config
-        )
+            partition_key=key, instance=instance, raise_on_error=False, run_config=run_config,
+            tags=tags,
+        )  # fmt: skip
         after = topic_status(instance, store, key)
         ok = result.success and after.status == "done"
         error = None if ok else failure_reason(instance, result.run_id)

@@ -10,6 +10,7 @@ import json
 import dagster as dg
 
 from factory_assets.partitions import topics
+from factory_core.run_tags import topic_run_tags
 from factory_core.slugs import InvalidChannelError, channel_slug
 from factory_core.topics_file import SUPPORTED_SUFFIXES, TopicFileError
 from factory_resources.store import MediaStore
@@ -36,6 +37,7 @@ def topic_batch_sensor(
     if not files:
         return dg.SkipReason(f"no topic files in {inbox}")
     new_keys: list[str] = []
+    tags_of: dict[str, dict[str, str]] = {}
     for path in files:
         try:
             channel = channel_slug(path.parent.name)
@@ -58,6 +60,8 @@ def topic_batch_sensor(
             continue
         keys = [r.key for r in batch.accepted if r.key not in new_keys]
         new_keys.extend(keys)
+        tags = topic_run_tags(store.channel_profile(channel).owner, channel)
+        tags_of.update(dict.fromkeys(keys, tags))
         report = {"channel": channel, "rows": [v.model_dump() for v in batch.verdicts]}
         file_away(path, "processed", json.dumps(report, indent=2, ensure_ascii=False), store)
         context.log.info(
@@ -66,6 +70,8 @@ def topic_batch_sensor(
     if not new_keys:
         return dg.SkipReason("no new topics in the files read")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new_keys],
+        run_requests=[
+            dg.RunRequest(partition_key=key, run_key=key, tags=tags_of[key]) for key in new_keys
+        ],
         dynamic_partitions_requests=[topics.build_add_request(new_keys)],
     )

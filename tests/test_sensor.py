@@ -49,6 +49,11 @@ def test_new_file_gives_partitions_runs_and_a_report(tmp_path: Path) -> None:
         assert len(keys) == 3  # the duplicate and the empty row are not topics
         assert [r.partition_key for r in result.run_requests] == keys
         assert [r.run_key for r in result.run_requests] == keys
+        # Runs carry their user and channel, so the UI's run list filters by them.
+        assert all(
+            r.tags == {"factory/owner": "default", "factory/channel": "demo"}
+            for r in result.run_requests
+        )
         assert not list(inbox.glob("*.csv"))
         reports = list((inbox / "processed").glob("*.report.json"))
         assert len(reports) == 1
