@@ -11,6 +11,8 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 CHANNEL ?= demo
 BATCH ?= samples/topics_en.csv
+# One API process per core: a request holds the GIL while it builds its answer.
+API_WORKERS ?= 2
 
 .PHONY: setup demo test lint ui bench bench-render clean api bench-api
 
@@ -51,7 +53,7 @@ api: setup
 	  kill -KILL -- -$$ui 2>/dev/null; }; \
 	trap stop EXIT; trap 'exit 130' INT TERM; \
 	FACTORY_DAGSTER_URL=http://127.0.0.1:3000 $(VENV)/bin/uvicorn factory_api.app:app \
-	  --host 127.0.0.1 --port 8000
+	  --host 127.0.0.1 --port 8000 --workers $(API_WORKERS)
 
 bench: setup
 	$(VENV)/bin/python -m bench.topic_bench

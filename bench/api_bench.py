@@ -148,7 +148,9 @@ def api_server(env: dict[str, str], log: Path) -> Iterator[str]:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "factory_api.app:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log"],
+             "--port", str(port), "--log-level", "warning", "--no-access-log",
+             # As `make api` serves it: one process per core.
+             "--workers", os.environ.get("API_WORKERS", "2")],
             cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
@@ -282,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"note: the offline voice was not made ({voice.status_code}): "
                           f"{voice.text[:200]}")  # fmt: skip
                 rng = random.Random(7)
-                # Warm-up (not counted): first requests open pools and fill caches.
-                asyncio.run(load(url, seeded.api_key, plan_requests(seeded, 25, rng), 2))
+                # Warm-up (not counted): first requests open pools and fill caches, in every
+                # worker process (hence the same concurrency as the measured load).
+                warm_up = plan_requests(seeded, 200, rng)
+                asyncio.run(load(url, seeded.api_key, warm_up, args.concurrency))
                 planned = plan_requests(seeded, args.requests, rng)
                 started = time.perf_counter()
                 samples = asyncio.run(load(url, seeded.api_key, planned, args.concurrency))

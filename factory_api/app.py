@@ -9,7 +9,10 @@ default to the environment's: `$FACTORY_HOME` and the bridge module's `default_b
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,15 +38,29 @@ UPLOAD_CAPS = [
 ]
 
 
-def create_app(home: Path | None = None, bridge: DagsterBridge | None = None) -> FastAPI:
+def create_app(
+    home: Path | None = None, bridge: DagsterBridge | None = None, warm: bool = False
+) -> FastAPI:
+    """`warm`: open the database, the studios and the Dagster bridge when the server starts
+    (each worker process does), not on the first requests, which would otherwise wait
+    seconds behind Dagster's import. `app` below is built warm; tests build theirs cold."""
+    services = Services(home, bridge)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if warm:
+            await asyncio.to_thread(services.warm_up)
+        yield
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Video Content Factory API",
         version="1",
         summary="Topics in, narrated shorts out: each creator's voices, characters, channels, "
         "videos, publishing and analytics.",
         docs_url="/docs",
     )
-    app.state.services = Services(home, bridge)
+    app.state.services = services
     errors.install(app)
     for module in (voices, characters, channels, videos, downloads, publish, analytics):
         app.include_router(module.router, prefix=API_PREFIX)
@@ -52,4 +69,4 @@ def create_app(home: Path | None = None, bridge: DagsterBridge | None = None) ->
     return app
 
 
-app = create_app()
+app = create_app(warm=True)

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import threading
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -49,13 +52,42 @@ def api_key_of(bearer: HTTPAuthorizationCredentials | None, header: str | None) 
     return None
 
 
+# A key checked in the last few seconds is not looked up again: every request authenticates,
+# and the lookup (a query, plus a write of last use) was a tenth of a list request's cost. The
+# price: a revoked key keeps working for at most this long in each API process.
+AUTH_CACHE_S = 5.0
+_recent: dict[str, tuple[float, User]] = {}
+_recent_lock = threading.Lock()
+
+
+def _authenticate(svc: Services, key: str) -> User | None:
+    digest = hashlib.sha256(key.encode()).hexdigest()  # the cache holds no key text either
+    now = time.monotonic()
+    hit = _recent.get(digest)
+    if hit is not None and hit[0] > now and hit[1] is not None:
+        return hit[1]
+    user = svc.tenancy.authenticate(key)
+    if user is not None:
+        with _recent_lock:
+            if len(_recent) > 10_000:
+                _recent.clear()
+            _recent[digest] = (now + AUTH_CACHE_S, user)
+    return user
+
+
+def forget_cached_keys() -> None:
+    """Drops every cached key check (after a revocation, in tests)."""
+    with _recent_lock:
+        _recent.clear()
+
+
 def optional_user(
     svc: Annotated[Services, Depends(services)],
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> User | None:
     key = api_key_of(bearer, header)
-    return svc.tenancy.authenticate(key) if key else None
+    return _authenticate(svc, key) if key else None
 
 
 def caller(
@@ -66,7 +98,7 @@ def caller(
     key = api_key_of(bearer, header)
     if key is None:
         raise _unauthorized("no API key given")
-    user = svc.tenancy.authenticate(key)
+    user = _authenticate(svc, key)
     if user is None:
         # The same words for unknown, revoked and malformed keys: nothing to probe with.
         raise _unauthorized(

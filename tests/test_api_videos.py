@@ -16,7 +16,9 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 import yaml
+from fastapi.testclient import TestClient
 
+from factory_api.app import create_app
 from factory_assets.partitions import topics
 from factory_core.slugs import topic_key
 from factory_resources import project_db
@@ -229,6 +231,29 @@ def test_oauth_connect_start_and_callback_checks(
     assert unconfigured.status_code == 503 and "FACTORY_X_CLIENT_SECRET" in unconfigured.text
 
 
+def test_a_connect_started_on_one_worker_finishes_on_another(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one API process per core, the browser's callback may reach another process than the
+    # one that started the connect: a second app on the same home plays that other worker.
+    monkeypatch.setenv("FACTORY_X_CLIENT_ID", "x-app")
+    monkeypatch.setenv("FACTORY_X_CLIENT_SECRET", "x-secret-value")
+    monkeypatch.setenv("FACTORY_OAUTH_X_TOKEN_URL", "http://127.0.0.1:9/token")  # nothing there
+    world.channel("alice", "alice-chan")
+    started = world.call("alice", "POST", "/v1/accounts/alice-chan/x/connect").json()
+    state = parse_qs(urlsplit(started["authorize_url"]).query)["state"][0]
+    pending = list((world.home / "api" / "oauth").glob("*.pending"))
+    assert len(pending) == 1 and state.encode() not in pending[0].read_bytes()  # encrypted
+    other = create_app(home=world.home, bridge=world.bridge)
+    with TestClient(other, base_url="http://127.0.0.1:8000") as second_worker:
+        finished = second_worker.get(f"/v1/oauth/callback?state={state}&code=c")
+        # Found and used (the token endpoint is unreachable, so the exchange fails upstream)...
+        assert finished.status_code == 502 and finished.json()["code"] == "provider_failed"
+        # ...once: the first worker no longer has it either.
+    assert world.client.get(f"/v1/oauth/callback?state={state}&code=c").status_code == 404
+    assert not list((world.home / "api" / "oauth").glob("*.pending"))
+
+
 def test_offline_voice_test_and_generate_return_audio(world: World) -> None:
     made = world.call("alice", "POST", "/v1/voices/offline", json={"name": "calm", "speed": 1.1})
     assert made.status_code == 201, made.text
@@ -292,3 +317,19 @@ def test_main_endpoints_smoke(any_db_world: World) -> None:
     assert w.call("bob", "GET", f"/v1/videos/{key}").status_code == 404
     assert w.tenancy.usage("alice")["videos"] == 2
     assert w.call("alice", "GET", "/openapi.json").json()["paths"]["/v1/videos"]
+
+
+def test_a_revoked_key_stops_working_once_its_cached_check_expires(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from factory_api import auth
+
+    assert world.call("alice", "GET", "/v1/voices").status_code == 200
+    (key_info,) = world.tenancy.list_keys("alice")
+    assert world.tenancy.revoke_key("alice", key_info.id)
+    # Within AUTH_CACHE_S the process still trusts its recent check; after it, 401.
+    assert world.call("alice", "GET", "/v1/voices").status_code == 200
+    monkeypatch.setattr(auth, "AUTH_CACHE_S", 0.0)
+    auth.forget_cached_keys()
+    refused = world.call("alice", "GET", "/v1/voices")
+    assert refused.status_code == 401 and refused.json()["code"] == "unauthorized"
