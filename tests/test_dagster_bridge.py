@@ -11,6 +11,7 @@ Not touched here: the weighting arithmetic (test_progress.py) and the API's rout
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -52,9 +53,36 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process under `pid` (Linux /proc), children first found, deepest last."""
+    found: list[int] = []
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                children = [int(c) for c in task.read_text().split()]
+            except OSError:
+                continue
+            found.extend(children)
+            stack.extend(children)
+    return found
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     # Background jobs here may inherit an ignored SIGTERM (dagster-notes trap 8): end the
-    # webserver's whole group, and kill it if it does not stop.
+    # webserver's whole group, and kill it if it does not stop. The code server it spawned
+    # may sit in a session of its own: it is found first and ended after the group.
+    spawned = _descendants(process.pid)
+    try:
+        _stop_group(process)
+    finally:
+        for pid in spawned:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
