@@ -9,6 +9,7 @@ secret.
 from __future__ import annotations
 
 import email.utils
+import logging
 import random
 import re
 import time
@@ -111,3 +112,29 @@ def call_with_retries(
         reraise=True,
     )
     return retrying(call)
+
+
+class _MaskInLogs(logging.Filter):
+    """Masks a secret that a library writes into its log lines (httpx logs every request's URL
+    at INFO, and some URLs carry a token)."""
+
+    def __init__(self, name: str, pattern: re.Pattern[str], replacement: str) -> None:
+        super().__init__()
+        self.secret_name = name
+        self.pattern = pattern
+        self.replacement = replacement
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.pattern.sub(self.replacement, message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def mask_in_httpx_logs(name: str, pattern: re.Pattern[str], replacement: str) -> None:
+    """Adds, once per `name`, a filter on the `httpx` logger that replaces `pattern` in every
+    line with `replacement` (e.g. a bot token in a URL path with `bot***`)."""
+    logger = logging.getLogger("httpx")
+    if not any(getattr(f, "secret_name", None) == name for f in logger.filters):
+        logger.addFilter(_MaskInLogs(name, pattern, replacement))

@@ -49,7 +49,13 @@ import httpx
 
 from factory_core.publish_metadata import Platform
 from factory_core.publishing import PostMetrics, PublishedPost, PublishFailure, PublishRequest
-from factory_resources.faults import ProviderError, call_with_retries, redact, retry_after_seconds
+from factory_resources.faults import (
+    ProviderError,
+    call_with_retries,
+    mask_in_httpx_logs,
+    redact,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +82,9 @@ _PUBLISH_LIMIT_SUBCODE = 2207042
 _ACCESS_TOKEN = re.compile(r"(access_token=)[^&\s\"']+")
 
 
-class _RedactAccessTokens(logging.Filter):
-    """httpx logs every request's URL at INFO; a Graph URL may carry `access_token=`."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _ACCESS_TOKEN.sub(r"\1***", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 def _guard_httpx_logs() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactAccessTokens) for f in logger.filters):
-        logger.addFilter(_RedactAccessTokens())
+    # httpx logs every request's URL at INFO; a Graph paging URL may carry access_token=.
+    mask_in_httpx_logs("graph access token", _ACCESS_TOKEN, "\\1***")
 
 
 def instagram_caption(text: str, marker: str) -> str:

@@ -22,7 +22,6 @@ exceptions are not chained onto ours, and a filter on the `httpx` logger masks b
 from __future__ import annotations
 
 import io
-import logging
 import re
 import time
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from PIL import Image
 
 from factory_core.publish_metadata import Platform, cut_to_fit, utf16_length
 from factory_core.publishing import PublishedPost, PublishFailure, PublishRequest
-from factory_resources.faults import ProviderError, call_with_retries, redact
+from factory_resources.faults import ProviderError, call_with_retries, mask_in_httpx_logs, redact
 
 PROVIDER = "telegram"
 DEFAULT_BASE_URL = "https://api.telegram.org"
@@ -52,21 +51,9 @@ RECONNECT = (
 _BOT_TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
 
 
-class _RedactBotTokens(logging.Filter):
-    """httpx logs every request's URL at INFO; that URL holds the bot token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _BOT_TOKEN.sub("bot***", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 def _guard_httpx_logs() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactBotTokens) for f in logger.filters):
-        logger.addFilter(_RedactBotTokens())
+    # httpx logs every request's URL at INFO; the Telegram bot token sits in the URL path.
+    mask_in_httpx_logs("telegram bot token", _BOT_TOKEN, "bot***")
 
 
 def telegram_caption(text: str, marker: str) -> str:

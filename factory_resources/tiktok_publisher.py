@@ -49,7 +49,13 @@ import httpx
 
 from factory_core.publish_metadata import Platform, cut_to_fit, utf16_length
 from factory_core.publishing import PostMetrics, PublishedPost, PublishFailure, PublishRequest
-from factory_resources.faults import ProviderError, call_with_retries, redact, retry_after_seconds
+from factory_resources.faults import (
+    ProviderError,
+    call_with_retries,
+    mask_in_httpx_logs,
+    redact,
+    retry_after_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +83,9 @@ _RECONNECT_CODES = frozenset({"access_token_invalid", "scope_not_authorized"})
 _UPLOAD_TOKEN = re.compile(r"(upload_token=)[^&\s\"']+")
 
 
-class _RedactUploadTokens(logging.Filter):
-    """httpx logs every request's URL at INFO; TikTok's upload URL holds an upload token."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        masked = _UPLOAD_TOKEN.sub(r"\1***", message)
-        if masked != message:
-            record.msg, record.args = masked, None
-        return True
-
-
 def _guard_httpx_logs() -> None:
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _RedactUploadTokens) for f in logger.filters):
-        logger.addFilter(_RedactUploadTokens())
+    # httpx logs every request's URL at INFO; the TikTok upload URL carries an upload token.
+    mask_in_httpx_logs("tiktok upload token", _UPLOAD_TOKEN, "\\1***")
 
 
 def tiktok_caption(text: str, marker: str) -> str:
