@@ -55,22 +55,16 @@ def _motion_filters(motion: Motion, frames: int, width: int, height: int, offset
     `frames` is the scene's whole length; `offset` is where this piece starts within it.
     """
     p = f"((n+{offset})/{max(1, frames - 1)})"
+    span = MOTION_OVERSCAN - 1
     if motion in (Motion.ZOOM_IN, Motion.ZOOM_OUT):
-        # The zoomed frame's shorter side grows (or shrinks) in steps of 2 pixels and the
-        # longer side follows it, so both change on the same frames: a frame whose step has
-        # not changed is exactly the frame before it, which the encoder skips. Rounding width
-        # and height separately changed one of them on most frames (the picture stretched a
-        # hair one way, then the other): a faint aspect wobble, and on a plan of zooms only 9%
-        # more CPU and 16% more bytes.
-        short, long = sorted((width, height))
-        steps = (even(short * MOTION_OVERSCAN) - short) // 2
-        progress = p if motion is Motion.ZOOM_IN else f"(1-{p})"
-        side = f"({short}+2*round({steps}*{progress}))"
-        other = f"2*round({side}*{long}/{short}/2)"
-        w, h = (side, other) if width <= height else (other, side)
+        zoom = (
+            f"(1+{span:.4f}*{p})"
+            if motion is Motion.ZOOM_IN
+            else f"({MOTION_OVERSCAN}-{span:.4f}*{p})"
+        )
         return (
-            f"scale=w='{w}':h='{h}'"
-            # The rounded longer side changes the pixel aspect a hair; concat needs it square.
+            f"scale=w='2*trunc({width}*{zoom}/2)':h='2*trunc({height}*{zoom}/2)'"
+            # Rounding the zoomed size changes the pixel aspect a hair; concat needs it square.
             f":eval=frame:flags=bilinear,crop={width}:{height},setsar=1"
         )
     x, y = "(iw-ow)/2", "(ih-oh)/2"

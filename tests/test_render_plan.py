@@ -18,7 +18,6 @@ from itertools import pairwise
 import pytest
 
 from factory_core.ffmpeg_commands import (
-    _motion_filters,
     audio_mix_args,
     escape_filter_path,
     scene_pieces,
@@ -89,35 +88,6 @@ def test_render_plan_gives_each_clip_its_motion_in_order() -> None:
     plan = plan_for(TILINGS[3], seed=5)
     assert [c.motion for c in plan.clips] == motions_for(len(plan.clips), 5)
     assert [(c.start, c.end) for c in plan.clips] == list(pairwise(TILINGS[3]))
-
-
-@pytest.mark.parametrize("motion", [Motion.ZOOM_IN, Motion.ZOOM_OUT])
-@pytest.mark.parametrize(("width", "height"), [(1080, 1920), (1080, 1080), (1920, 1080)])
-def test_zoom_steps_width_and_height_together(motion: Motion, width: int, height: int) -> None:
-    """The zoomed size changes on the same frames in both directions (a frame between steps is
-    the frame before it, which the encoder skips), keeps the frame's aspect within a pixel, runs
-    from the frame to the overscan, and never shrinks below the frame."""
-    frames = 137
-    scale = _motion_filters(motion, frames, width, height).split(",")[0]
-    w_expr, h_expr = re.fullmatch(
-        r"scale=w='(.+)':h='(.+)':eval=frame:flags=bilinear", scale
-    ).groups()
-
-    def ffmpeg_eval(expr: str, **names: float) -> float:
-        # ffmpeg's round() rounds halves away from zero; the values here are never negative.
-        return eval(expr, {"round": lambda v: int(v + 0.5), **names})
-
-    sizes = [(ffmpeg_eval(w_expr, n=n), ffmpeg_eval(h_expr, n=n)) for n in range(frames)]
-    for (w0, h0), (w1, h1) in pairwise(sizes):
-        assert (w0 == w1) == (h0 == h1)
-    for w, h in sizes:
-        assert w % 2 == 0 and h % 2 == 0 and w >= width and h >= height
-        # The longer side is within a pixel of the frame's aspect.
-        assert abs(w * height - h * width) <= max(width, height)
-    short = min(width, height)
-    ends = [min(sizes[0]), min(sizes[-1])]
-    big = 2 * round(short * 1.12 / 2)
-    assert ends == ([short, big] if motion is Motion.ZOOM_IN else [big, short])
 
 
 # --- frames and filtergraph ----------------------------------------------------------------------
