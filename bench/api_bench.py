@@ -197,37 +197,74 @@ def plan_requests(seeded: Seeded, count: int, rng: random.Random) -> list[tuple[
     return planned
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection that sends GETs and reads whole answers. The load
+    generator shares the server's 2 cores, so it is kept as lean as `wrk` would be: httpx's
+    own per-request work was a large share of the CPU the measured latencies waited for."""
+
+    def __init__(self, host: str, port: int, api_key: str) -> None:
+        self.host, self.port = host, port
+        self.head = f"Host: {host}:{port}\r\nAuthorization: Bearer {api_key}\r\n\r\n".encode()
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        if self.writer is None or self.writer.is_closing():
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        self.writer.write(f"GET {path} HTTP/1.1\r\n".encode() + self.head)
+        await self.writer.drain()
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        if "content-length" not in fields:
+            raise RuntimeError(f"{path}: no content-length in the answer")
+        body = await self.reader.readexactly(int(fields["content-length"]))
+        if fields.get("connection", "").lower() == "close":
+            self.writer.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 async def load(url: str, api_key: str, planned: list[tuple[str, str]], concurrency: int) -> Samples:
     samples = Samples()
     queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
     for item in planned:
         queue.put_nowait(item)
     deadline = time.monotonic() + TIME_LIMIT_S
-    headers = {"Authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(
-        base_url=url, headers=headers, timeout=30, limits=limits
-    ) as client:
+    parts = httpx.URL(url)
+    connections = [_Connection(parts.host, parts.port or 80, api_key) for _ in range(concurrency)]
 
-        async def worker() -> None:
-            while not queue.empty() and time.monotonic() < deadline:
-                name, path = queue.get_nowait()
-                started = time.perf_counter()
-                try:
-                    response = await client.get(path)
-                    ok = response.status_code == 200
-                    problem = (
-                        None if ok else f"{name}: HTTP {response.status_code} {response.text[:200]}"
-                    )
-                except httpx.HTTPError as exc:
-                    problem = f"{name}: {type(exc).__name__} {exc}"
-                elapsed = (time.perf_counter() - started) * 1000
-                samples.latencies_ms.setdefault(name, []).append(elapsed)
-                if problem:
-                    samples.errors[name] = samples.errors.get(name, 0) + 1
-                    samples.first_error = samples.first_error or problem
+    async def worker(connection: _Connection) -> None:
+        while not queue.empty() and time.monotonic() < deadline:
+            name, path = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                status, body = await asyncio.wait_for(connection.get(path), timeout=30)
+                problem = None if status == 200 else f"{name}: HTTP {status} {body[:200]!r}"
+            except (TimeoutError, OSError, RuntimeError, ValueError,
+                    asyncio.IncompleteReadError) as exc:  # fmt: skip
+                connection.close()
+                connection.writer = None
+                problem = f"{name}: {type(exc).__name__} {exc}"
+            elapsed = (time.perf_counter() - started) * 1000
+            samples.latencies_ms.setdefault(name, []).append(elapsed)
+            if problem:
+                samples.errors[name] = samples.errors.get(name, 0) + 1
+                samples.first_error = samples.first_error or problem
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker(c) for c in connections))
+    finally:
+        for connection in connections:
+            connection.close()
     return samples
 
 

@@ -93,6 +93,7 @@ def video(
     # Audio is mastered by ffmpeg for both backends, so they sound the same.
     draw = moviepy_renderer if backend == "moviepy" else renderer
     outputs = []
+    fallbacks: list[str] = []
     render_s = 0.0
     try:
         with store.atomic_path(topic.dir / "audio.m4a") as tmp_audio:
@@ -100,7 +101,20 @@ def video(
         for index, plan in enumerate(plans):
             output = topic.dir / plan.aspect.file_name("video", ".mp4", index == 0)
             with store.atomic_path(output) as tmp_video:
-                render_s += draw.render(plan, topic.dir, tmp_video)
+                try:
+                    render_s += draw.render(plan, topic.dir, tmp_video)
+                except RenderError as exc:
+                    if not exc.crashed or draw is moviepy_renderer:
+                        raise
+                    # The bundled static ffmpeg still crashes (SIGSEGV in a frame copy) on some
+                    # filtergraphs, even after its retries; the other backend draws the same
+                    # plan frame by frame, slower but without that graph.
+                    context.log.warning(
+                        f"{plan.aspect.value}: ffmpeg crashed on this plan; rendering it with "
+                        "the moviepy backend"
+                    )
+                    fallbacks.append(plan.aspect.value)
+                    render_s += moviepy_renderer.render(plan, topic.dir, tmp_video)
             outputs.append(output)
     except RenderError as exc:
         raise dg.Failure(description=f"rendering {topic.key} failed: {exc}") from exc
@@ -125,6 +139,7 @@ def video(
             "render_s": round(render_s, 2),
             "size_mb": round(outputs[0].stat().st_size / 1e6, 2),
             "provider": backend,
+            "renderer_fallbacks": ", ".join(fallbacks) or "none",
             "cost_usd": 0.0,
         }
     )

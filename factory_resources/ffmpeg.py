@@ -24,7 +24,9 @@ _LOG = logging.getLogger(__name__)
 
 
 class RenderError(RuntimeError):
-    pass
+    def __init__(self, message: str, crashed: bool = False) -> None:
+        super().__init__(message)
+        self.crashed = crashed  # ffmpeg died on a signal (a crash), not on a reported error
 
 
 @cache
@@ -57,7 +59,7 @@ def run_ffmpeg(args: list[str], *, cwd: Path | None = None, what: str = "ffmpeg"
             break
         _LOG.warning("%s: ffmpeg killed by signal %d, running it again", what, -proc.returncode)
     tail = "\n".join(proc.stderr.strip().splitlines()[-6:])
-    raise RenderError(f"{what} failed (exit {proc.returncode}): {tail}")
+    raise RenderError(f"{what} failed (exit {proc.returncode}): {tail}", proc.returncode < 0)
 
 
 @dataclass(frozen=True)

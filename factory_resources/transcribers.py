@@ -64,6 +64,7 @@ _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # ship with 
 # Whisper's own defaults for spotting a repetition loop and the temperatures to retry it at.
 LOOP_RETRY_TEMPERATURES = (0.0, 0.2, 0.4, 0.6)
 LOOP_COMPRESSION_RATIO = 2.4
+LOOP_RETRY_SEED = 20250601
 
 
 class ModelUnavailableError(RuntimeError):
@@ -224,6 +225,11 @@ class Transcriber(dg.ConfigurableResource):
         except (ModelUnavailableError, OSError, RuntimeError) as exc:  # one error type for callers
             raise ProviderError(LOCAL_PROVIDER, f"no local model: {exc}") from exc
         try:
+            import ctranslate2
+
+            # The loop retries sample at a temperature: a fixed seed keeps the same audio giving
+            # the same words every time (the listening check must not flicker between runs).
+            ctranslate2.set_random_seed(LOOP_RETRY_SEED)
             segments, info = model.transcribe(
                 str(audio),
                 language=str(language),  # the topic's language, never guessed from 30 s of audio
