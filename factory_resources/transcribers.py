@@ -61,12 +61,6 @@ _MODEL_PARTS = (
 _MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")  # ship with part 1
 
 
-# Whisper's own defaults for spotting a repetition loop and the temperatures to retry it at.
-LOOP_RETRY_TEMPERATURES = (0.0, 0.2, 0.4, 0.6)
-LOOP_COMPRESSION_RATIO = 2.4
-LOOP_RETRY_SEED = 20250601
-
-
 class ModelUnavailableError(RuntimeError):
     pass
 
@@ -225,11 +219,6 @@ class Transcriber(dg.ConfigurableResource):
         except (ModelUnavailableError, OSError, RuntimeError) as exc:  # one error type for callers
             raise ProviderError(LOCAL_PROVIDER, f"no local model: {exc}") from exc
         try:
-            import ctranslate2
-
-            # The loop retries sample at a temperature: a fixed seed keeps the same audio giving
-            # the same words every time (the listening check must not flicker between runs).
-            ctranslate2.set_random_seed(LOOP_RETRY_SEED)
             segments, info = model.transcribe(
                 str(audio),
                 language=str(language),  # the topic's language, never guessed from 30 s of audio
@@ -238,17 +227,9 @@ class Transcriber(dg.ConfigurableResource):
                 vad_filter=self.vad_filter,
                 # Each window on its own: a misheard word cannot snowball into the next window.
                 condition_on_previous_text=False,
-                # Temperature 0 first. A window that comes out as a decoder loop ("5-5-5-5…",
-                # caught by its gzip compression ratio) is decoded again at a higher temperature,
-                # as whisper itself does. The low-log-probability trigger is off: robotic espeak
-                # audio trips it on good text, and the sampled retries it caused made the same
-                # audio give different words run to run and took 2x as long on Russian.
-                temperature=LOOP_RETRY_TEMPERATURES,
-                compression_ratio_threshold=LOOP_COMPRESSION_RATIO,
-                log_prob_threshold=None,
-                # Without the log-probability test, whisper's "no speech" test alone would drop
-                # whole windows of robotic speech; a narration is speech throughout.
-                no_speech_threshold=None,
+                # Greedy/beam only, no sampled retries at higher temperatures: those made the
+                # same audio give different words run to run and took 2x as long on Russian.
+                temperature=0.0,
             )
             segments = list(segments)  # decoding happens here, lazily
         except Exception as exc:  # av/ctranslate2 raise many types; callers need one
