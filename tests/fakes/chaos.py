@@ -18,7 +18,6 @@ returned unstarted: the caller starts and stops them.
 from __future__ import annotations
 
 import random
-import ssl
 import threading
 import time
 from collections import Counter
@@ -28,7 +27,7 @@ from typing import Any
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from .youtube import https_server
+from .tls import tls_context
 
 FAULT_KINDS = ("503", "429", "timeout")
 
@@ -84,12 +83,7 @@ def chaos_https_server(
     directory: Path, *, fault_rate: float = 0.0, seed: int = 0, stall_s: float = 0.5
 ) -> tuple[ChaosHTTPServer, Path]:
     """An unstarted TLS ChaosHTTPServer on 127.0.0.1 and the PEM file that trusts it."""
-    # https_server writes its self-signed certificate and key into `directory` and starts a
-    # plain server on them; that one is stopped at once and the files serve ours.
-    plain, pem = https_server(directory)
-    plain.stop()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(pem, pem.with_suffix(".key"))
+    context, pem = tls_context(directory)
     server = ChaosHTTPServer(
         host="127.0.0.1",
         port=0,

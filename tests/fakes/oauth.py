@@ -33,9 +33,7 @@ Faults on the token endpoint: `fail_once(status)` (served before normal answers)
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
-import ipaddress
 import json
 import re
 import secrets
@@ -49,6 +47,8 @@ from urllib.parse import urlencode, urlsplit
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from .tls import tls_context
 
 Flavor = Literal["google", "tiktok", "facebook", "x"]
 
@@ -367,41 +367,7 @@ class TlsServer:
 
 def tls_httpserver(folder: Path) -> TlsServer:
     """A started HTTPS HTTPServer on 127.0.0.1 with a fresh self-signed certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "fake-cert.pem", folder / "fake-key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    context, cert_path = tls_context(folder)
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
     server.start()
     return TlsServer(server, cert_path)

@@ -42,12 +42,10 @@ State for tests: `videos` (every video created, so tests count duplicates), `ses
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import re
 import secrets
 import socket
-import ssl
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -55,12 +53,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
+
+from .tls import tls_context
 
 ACCESS_TOKEN = "ya29.a0AfB_fakeAccessToken0123456789abcdefghijklmnop"
 REFRESH_TOKEN = "1//0gFakeRefreshToken0123456789abcdefghijklmnopqrstuv"
@@ -108,55 +104,8 @@ _STATUS_QUERY = re.compile(r"^bytes \*/(\d+|\*)$")
 
 
 def https_server(directory: Path) -> tuple[HTTPServer, Path]:
-    """A started TLS pytest-httpserver on 127.0.0.1 and the PEM file that trusts it (a
-    self-signed certificate with SAN IP:127.0.0.1, its own CA)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake youtube 127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    public = key.public_key()
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(public)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(public), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    directory.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = directory / "fake-youtube.pem", directory / "fake-youtube.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert_path, key_path)
+    """A started TLS pytest-httpserver on 127.0.0.1 and the PEM file that trusts it."""
+    context, cert_path = tls_context(directory)
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
     server.start()
     return server, cert_path
