@@ -8,6 +8,7 @@ import dagster as dg
 
 from factory_assets.analytics import channel_analytics, post_metrics
 from factory_assets.checks import captions_follow_narration, script_is_publishable, video_meets_spec
+from factory_assets.execution import topic_executor
 from factory_assets.publications import publications
 from factory_assets.report import batch_report
 from factory_assets.scene_images import scene_images
@@ -26,7 +27,7 @@ from factory_resources.llm_writer import OpenAIScriptWriter
 from factory_resources.moviepy_renderer import MoviepyRenderer
 from factory_resources.platform_clients import PlatformClients
 from factory_resources.script_writers import OfflineScriptWriter
-from factory_resources.store import MediaStore
+from factory_resources.store import media_store
 from factory_resources.transcribers import Transcriber
 from factory_resources.voices import OfflineVoice
 from factory_sensors.jobs import (
@@ -51,7 +52,7 @@ CHECKS = [
 def offline_resources(home: str = "") -> dict[str, object]:
     """The embedded default: every provider runs on this machine."""
     return {
-        "store": MediaStore(home=home),
+        "store": media_store(home),
         "script_writer": OfflineScriptWriter(),
         "voice": OfflineVoice(),
         "image_maker": SceneImageMaker(),
@@ -78,9 +79,7 @@ def build_definitions(home: str = "", overrides: dict[str, object] | None = None
         schedules=[analytics_schedule],
         sensors=[topic_batch_sensor, posting_slots_sensor],
         resources={**offline_resources(home), **(overrides or {})},
-        # One process per run, steps in order: a topic's stages are sequential anyway, and a
-        # subprocess per step would re-import the code (seconds each on 2 cores).
-        executor=dg.in_process_executor,
+        executor=topic_executor(),
     )
 
 

@@ -131,6 +131,11 @@ class MediaStore(dg.ConfigurableResource):
         return _AtomicPath(self._inside(path))
 
 
+def media_store(home: str = "") -> MediaStore:
+    """The store the Definitions use, configured from the environment."""
+    return MediaStore(home=home)
+
+
 class _AtomicPath:
     def __init__(self, target: Path) -> None:
         self.target = target
