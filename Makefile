@@ -14,7 +14,7 @@ BATCH ?= samples/topics_en.csv
 # One API process per core: a request holds the GIL while it builds its answer.
 API_WORKERS ?= 2
 
-.PHONY: setup demo test lint ui bench bench-render clean api bench-api
+.PHONY: setup setup-browser demo test lint ui bench bench-render bench-batch clean api bench-api
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -29,7 +29,14 @@ setup: $(VENV)/.synced
 demo: setup
 	$(VENV)/bin/factory run $(BATCH) --channel $(CHANNEL)
 
-test: setup
+# The batch report's browser test opens the page in Debian's Chromium; installed once if missing.
+setup-browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    --no-install-recommends chromium >/dev/null; }
+
+test: setup setup-browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
 
@@ -60,6 +67,11 @@ bench: setup
 
 bench-render: setup
 	$(VENV)/bin/python -m bench.render_bench
+
+# 50 generated topics through the inbox sensor on the production profile (PostgreSQL, S3 server,
+# dagster-daemon); BENCH_TOPICS=N for another size.
+bench-batch: setup
+	$(VENV)/bin/python -m bench.batch_bench
 
 # ~2,000 requests from 8 clients over the API's list and status endpoints, PostgreSQL behind.
 bench-api: setup
