@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from factory_cli import accounts, characters, estimate, publishing, users, voices
-from factory_cli.environment import prepare_environment
+from factory_cli.environment import ProfileError, prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -212,7 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    prepare_environment()
+    try:
+        prepare_environment()
+    except ProfileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return int(args.func(args))
 
 
