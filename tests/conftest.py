@@ -18,6 +18,7 @@ from factory_assets.partitions import topics
 from factory_core.models import Language, TopicRequest
 from factory_core.slugs import topic_key
 from factory_resources.store import MediaStore
+from tests.fakes.s3_server import s3_server  # noqa: F401  (an S3 server on 127.0.0.1)
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
