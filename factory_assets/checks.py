@@ -36,6 +36,7 @@ def script_is_publishable(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
     """Hook and call to action present, duration within budget, metadata within platform limits."""
+    store.pull_topic(context.partition_key)  # a step on another machine starts empty
     written = Script.model_validate_json(
         (store.topic_dir(context.partition_key) / "script.json").read_text()
     )
@@ -47,6 +48,7 @@ def captions_follow_narration(
     context: dg.AssetCheckExecutionContext, store: MediaStore
 ) -> dg.AssetCheckResult:
     """Every narration word appears in the captions in order; timings monotonic, inside the audio."""
+    store.pull_topic(context.partition_key)  # a step on another machine starts empty
     folder = store.topic_dir(context.partition_key)
     written = Script.model_validate_json((folder / "script.json").read_text())
     spoken = Voiceover.model_validate_json((folder / "voiceover.json").read_text())
@@ -62,6 +64,7 @@ def video_meets_spec(
     """Every aspect: size, 30 fps, H.264/AAC, +faststart, narration near its target length,
     -14 LUFS and true peak under -1 dBTP, audio and video lengths within 0.1 s, no picture
     frozen for 3 s, no black stretch beyond the intended fades."""
+    store.pull_topic(context.partition_key)  # a step on another machine starts empty
     folder = store.topic_dir(context.partition_key)
     written = Script.model_validate_json((folder / "script.json").read_text())
     plan = RenderPlan.model_validate_json((folder / "render_plan.json").read_text())

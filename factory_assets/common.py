@@ -1,4 +1,5 @@
-"""What every topic asset does first: find its topic, its folder and its channel."""
+"""What every topic asset does first (find its topic, its folder and its channel, with the
+topic's files pulled from the media bucket when there is one) and last (`push_media`)."""
 
 import base64
 import io
@@ -10,6 +11,7 @@ import dagster as dg
 from pydantic import BaseModel
 
 from factory_core.models import ChannelProfile, TopicRequest
+from factory_resources.object_store import ObjectStoreError
 from factory_resources.store import MediaStore
 
 M = TypeVar("M", bound=BaseModel)
@@ -31,13 +33,32 @@ class TopicContext:
 def topic_context(context: dg.AssetExecutionContext, store: MediaStore) -> TopicContext:
     key = context.partition_key
     try:
+        # On a machine that has not seen this topic (a worker elsewhere), the folder is empty
+        # until the bucket's files are here; with no bucket this does nothing.
+        pulled = store.pull_topic(key)
         request = store.load_request(key)
         channel = store.channel_profile(request.channel)
     except (FileNotFoundError, ValueError) as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except ObjectStoreError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=exc.retryable) from None
+    if pulled is not None and pulled.transferred:
+        context.log.info(f"pulled {pulled.transferred} files of {key} from {pulled.manifest_uri}")
     # A topic without its own style takes the channel's.
     request = request.model_copy(update={"style": request.style or channel.style})
     return TopicContext(key=key, request=request, channel=channel, dir=store.topic_dir(key))
+
+
+def push_media(context: dg.AssetExecutionContext, store: MediaStore, topic: TopicContext) -> None:
+    """The last thing a topic asset does: its files go to the media bucket under their
+    content's keys (unchanged ones are skipped) and the manifest records them; the asset's
+    metadata names the manifest. Without a bucket this does nothing."""
+    try:
+        synced = store.push_topic(topic.key)
+    except ObjectStoreError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=exc.retryable) from None
+    if synced is not None:
+        context.add_output_metadata(synced.metadata())
 
 
 def load_stage(topic: TopicContext, filename: str, model: type[M], upstream: str) -> M:

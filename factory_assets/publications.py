@@ -112,9 +112,11 @@ def publications(
     if refusal:
         raise dg.Failure(description=f"not publishing {topic.key}: {refusal}", allow_retries=False)
     written = load_stage(topic, "script.json", Script, "script")
-    video_file = topic.dir / "video.mp4"
-    if not video_file.is_file():
-        raise dg.Failure(description=f"{video_file} is missing; materialize video first")
+    # With a media bucket the posted bytes are the bucket's objects (by the topic's manifest),
+    # not whatever this machine's folder holds; without one, the topic folder's files.
+    video_file = store.media_file(topic.key, "video.mp4")
+    if video_file is None:
+        raise dg.Failure(description=f"{topic.key}: video.mp4 is missing; materialize video first")
     settings = topic.channel.publishing
     owner, channel = topic.channel.owner, topic.request.channel
     engine = project_engine(store.root)
@@ -133,7 +135,7 @@ def publications(
                     "publisher": settings.publisher,
                 }
             )
-    cover = topic.dir / "cover_9x16.jpg"
+    cover = store.media_file(topic.key, "cover_9x16.jpg")
     info = probe(video_file)
     topic_post = _topic_post_file(topic.dir)
     ledger = PublicationLedger(engine)
@@ -155,7 +157,7 @@ def publications(
                 account=account,
                 marker=publication_marker(topic.key, platform, account),
                 video=video_file,
-                thumbnail=cover if cover.is_file() else None,
+                thumbnail=cover,
                 metadata=fit_for(platform, written, overrides, link=settings.link),
                 width=info.width,
                 height=info.height,

@@ -17,6 +17,7 @@ from factory_assets.common import (
     TopicContext,
     image_preview,
     load_stage,
+    push_media,
     record_costs,
     topic_context,
 )
@@ -158,6 +159,7 @@ def scene_images(
     }
     if character is not None:
         metadata.update(_likeness(topic, character, scored))
+    push_media(context, store, topic)
     return dg.MaterializeResult(metadata=metadata)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from factory_assets.common import TopicContext, record_costs, topic_context
+from factory_assets.common import TopicContext, push_media, record_costs, topic_context
 from factory_assets.partitions import topics
 from factory_core.costs import CostLine
 from factory_core.models import Script, Voiceover
@@ -108,6 +108,7 @@ def script(
     cost = record_costs(topic, lines, "script")
     store.write_model(topic.dir / "script.json", written)
     text = "\n\n".join(f"**{i + 1}.** {scene.narration}" for i, scene in enumerate(written.scenes))
+    push_media(context, store, topic)
     return dg.MaterializeResult(
         metadata={
             "topic": topic.request.topic,

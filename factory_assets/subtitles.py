@@ -5,7 +5,7 @@ One ASS per aspect the channel renders, each laid out in that frame's safe area.
 
 import dagster as dg
 
-from factory_assets.common import load_stage, topic_context
+from factory_assets.common import load_stage, push_media, topic_context
 from factory_assets.partitions import topics
 from factory_assets.script import script
 from factory_assets.voiceover import voiceover
@@ -72,6 +72,7 @@ def subtitles(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Materi
             with store.atomic_path(topic.dir / file_name) as tmp:
                 subs.save(str(tmp), format_=fmt, encoding="utf-8")
             written.append(file_name)
+    push_media(context, store, topic)
     return dg.MaterializeResult(
         metadata={
             "events": events_count,

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from factory_assets.common import image_preview, load_stage, topic_context
+from factory_assets.common import image_preview, load_stage, push_media, topic_context
 from factory_assets.partitions import topics
 from factory_assets.scene_images import scene_images
 from factory_assets.script import script
@@ -45,6 +45,7 @@ def thumbnail(
     vertical, wide = topic.dir / "cover_9x16.jpg", topic.dir / "cover_16x9.jpg"
     with store.atomic_path(vertical) as tmp_v, store.atomic_path(wide) as tmp_w:
         image_maker.covers(source, written.title, topic.channel.brand, tmp_v, tmp_w)
+    push_media(context, store, topic)
     return dg.MaterializeResult(
         metadata={
             "title": written.title,

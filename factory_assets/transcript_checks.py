@@ -148,6 +148,7 @@ def narration_matches_script(
     """The video's narration, transcribed with the channel's transcription settings, matches the
     script: English by word error rate, Russian by character error rate (see factory_core.wer
     for the thresholds and the measurements behind them). Warns, never blocks."""
+    store.pull_topic(context.partition_key)  # a step on another machine starts empty
     key = context.partition_key
     folder = store.topic_dir(key)
     request = store.load_request(key)

@@ -7,7 +7,7 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from factory_assets.common import load_stage, topic_context
+from factory_assets.common import load_stage, push_media, topic_context
 from factory_assets.partitions import topics
 from factory_assets.scene_images import scene_images
 from factory_assets.subtitles import LOGO_SUFFIXES, subtitles
@@ -119,6 +119,7 @@ def video(
     except RenderError as exc:
         raise dg.Failure(description=f"rendering {topic.key} failed: {exc}") from exc
     info = probe(outputs[0])
+    push_media(context, store, topic)
     return dg.MaterializeResult(
         metadata={
             "path": dg.MetadataValue.path(str(outputs[0])),

@@ -16,6 +16,7 @@ from factory_assets.common import (
     PROVIDER_RETRY,
     TopicContext,
     load_stage,
+    push_media,
     record_costs,
     topic_context,
 )
@@ -119,7 +120,9 @@ def voiceover(
     topic = topic_context(context, store)
     written = load_stage(topic, "script.json", Script, "script")
     if topic.request.narration_file:
-        return _from_recording(topic, store, written)
+        result = _from_recording(topic, store, written)
+        push_media(context, store, topic)
+        return result
     chain = list(topic.channel.providers.voice.chain)
     fallbacks: list[str] = []
     spent: list[CostLine] = []
@@ -155,6 +158,7 @@ def voiceover(
     assert spoken is not None
     spoken = spoken.model_copy(update={"audio_file": "voice.wav"})
     store.write_model(topic.dir / "voiceover.json", spoken)
+    push_media(context, store, topic)
     return dg.MaterializeResult(
         metadata={
             "duration_s": spoken.duration_s,

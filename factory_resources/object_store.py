@@ -24,27 +24,21 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import boto3
-from boto3.exceptions import S3UploadFailedError
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-
 from factory_core.media_manifest import media_key
 
-_RETRIES = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    connect_timeout=10,
-    read_timeout=120,
-)
-# Multipart only above 64 MB: a short's files are smaller, and one PUT is one request.
-_TRANSFER = TransferConfig(multipart_threshold=64 * 1024 * 1024, use_threads=False)
+# boto3 is imported when a bucket is first used: a factory without one never pays for it.
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _DENIED = {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden"}
 
 
 class ObjectStoreError(RuntimeError):
-    """A bucket operation failed for good; the message names the bucket and key, never secrets."""
+    """A bucket operation failed after botocore's retries; the message names the bucket and
+    key and never secrets. `retryable`: a later attempt may succeed (server or network
+    trouble), unlike a missing bucket, denied access or missing credentials."""
+
+    def __init__(self, message: str, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 @dataclass(frozen=True)
@@ -72,9 +66,18 @@ class ObjectStore:
             raise ValueError("no bucket given; set FACTORY_MEDIA_BUCKET to the media bucket")
         self.bucket = bucket
         self.endpoint_url = endpoint_url or None
-        self._client = boto3.session.Session().client(
-            "s3", endpoint_url=self.endpoint_url, config=_RETRIES
+        import boto3
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        retries = Config(
+            retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=120
         )
+        self._client = boto3.session.Session().client(
+            "s3", endpoint_url=self.endpoint_url, config=retries
+        )
+        # Multipart only above 64 MB: a short's files are smaller, and one PUT is one request.
+        self._transfer = TransferConfig(multipart_threshold=64 * 1024 * 1024, use_threads=False)
 
     @property
     def where(self) -> str:
@@ -96,7 +99,7 @@ class ObjectStore:
                 self.bucket,
                 key,
                 ExtraArgs={"ContentType": content_type, "Metadata": {"sha256": sha256}},
-                Config=_TRANSFER,
+                Config=self._transfer,
             )
         return StoredObject(key=key, size=size, sha256=sha256, uploaded=True)
 
@@ -110,7 +113,7 @@ class ObjectStore:
         try:
             try:
                 with self._errors(key, "download"):
-                    self._client.download_file(self.bucket, key, str(tmp), Config=_TRANSFER)
+                    self._client.download_file(self.bucket, key, str(tmp), Config=self._transfer)
             except _Missing:
                 raise ObjectStoreError(
                     f"{self.where}/{key} does not exist, though a manifest lists it (pruned or "
@@ -210,8 +213,11 @@ class _ErrorTranslator:
         return None
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None or isinstance(exc, ObjectStoreError):
+        if exc is None or isinstance(exc, ObjectStoreError | _Missing):
             return False
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
         if isinstance(exc, S3UploadFailedError) and isinstance(exc.__context__, ClientError):
             exc = exc.__context__  # boto3's transfer manager wraps the server's answer
         where, key = self.store.where, self.key
@@ -241,12 +247,14 @@ class _ErrorTranslator:
                 ) from None
             raise ObjectStoreError(
                 f"cannot {self.action} {target}: the server answered {code or 'an error'} "
-                "after retries; try again later or check the S3 service"
+                "after retries; try again later or check the S3 service",
+                retryable=True,
             ) from None
         if isinstance(exc, BotoCoreError):
             raise ObjectStoreError(
                 f"cannot {self.action} {target}: {type(exc).__name__} after retries; check "
-                "that FACTORY_S3_ENDPOINT_URL points at a running S3 server and the network"
+                "that FACTORY_S3_ENDPOINT_URL points at a running S3 server and the network",
+                retryable=True,
             ) from None
         return False
 
