@@ -61,11 +61,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from factory_assets.definitions import defs
     from factory_assets.partitions import topics
     from factory_assets.status import failure_reason, topic_status
-    from factory_core.run_tags import topic_run_tags
+    from factory_core.batch_page import batch_page_name
+    from factory_core.run_tags import new_batch_id, topic_run_tags
     from factory_core.slugs import InvalidChannelError, channel_slug
     from factory_core.topics_file import TopicFileError
     from factory_resources.store import MediaStore
-    from factory_sensors.intake import read_batch
+    from factory_sensors.intake import read_batch, record_batch
 
     source = Path(args.file)
     if not source.is_file():
@@ -86,7 +87,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     instance.add_dynamic_partitions(topics.name, [r.key for r in batch.accepted])
 
     job = defs.resolve_job_def("produce_topic")
-    tags = topic_run_tags(store.channel_profile(channel).owner, channel)
+    owner = store.channel_profile(channel).owner
+    batch_id = new_batch_id(channel, source.name)
+    record_batch(store, batch, batch_id, owner, source="cli")
+    tags = topic_run_tags(owner, channel, batch_id)
     rows: list[dict[str, object]] = []
     started = time.perf_counter()
     for verdict in batch.verdicts:
@@ -125,9 +129,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         instance=instance, raise_on_error=False, run_config=QUIET_LOGS
     )
     failed = [r for r in rows if r["status"] in ("failed", "rejected")]
+    page = store.root / "reports" / "batches" / batch_page_name(batch_id)
     summary = {
         "channel": channel,
         "file": source.name,
+        "batch": batch_id,
+        "report_html": str(page),
         "topics": rows,
         "made": sum(r["status"] == "done" for r in rows),
         "cached": sum(r["status"] == "cached" for r in rows),
@@ -141,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(
             f"batch: {len(rows)} topics, {summary['made']} made, {summary['cached']} cached, "
             f"{len(failed)} failed or rejected, {summary['seconds']}s; report: "
-            f"{store.root / 'reports' / 'report.md'}"
+            f"{store.root / 'reports' / 'report.md'}; page: {page}"
         )
     return 1 if failed else 0
 

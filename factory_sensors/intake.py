@@ -3,11 +3,13 @@
 import shutil
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 
 from factory_assets.partitions import topics
+from factory_core.batch_page import BatchRecord
 from factory_core.topics_file import TopicBatch, TopicFileError, parse_topic_file
 from factory_resources.store import MediaStore
 
@@ -72,3 +74,25 @@ def file_away(path: Path, folder: str, report: str, store: MediaStore) -> Path:
     shutil.move(str(path), target)
     store.write_text(target.with_name(target.name + ".report.json"), report)
     return target
+
+
+def batches_dir(store: MediaStore) -> Path:
+    """Where batch records live: one JSON file per topic file taken in (sensor or CLI)."""
+    return store.root / "batches"
+
+
+def record_batch(
+    store: MediaStore, batch: TopicBatch, batch_id: str, owner: str, source: str
+) -> Path:
+    """Write down which rows a batch had (its topics' keys, and rejected rows with their reason),
+    so the batch report lists topics whose runs have not started yet."""
+    record = BatchRecord(
+        id=batch_id,
+        owner=owner,
+        channel=batch.channel,
+        source=source,
+        file=batch.source_file,
+        created_at=datetime.now(UTC),
+        rows=batch.verdicts,
+    )
+    return store.write_model(batches_dir(store) / f"{batch_id}.json", record)

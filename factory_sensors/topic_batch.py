@@ -2,7 +2,9 @@
 
 Each accepted topic becomes a dynamic partition and one run of `produce_topic` with the topic's
 key as run_key, so a re-evaluated tick or a restarted daemon never submits a topic twice; a
-handled file moves to processed/ (or rejected/) with a per-row report.
+handled file moves to processed/ (or rejected/) with a per-row report. Each file is a batch: its
+runs carry a `factory/batch` tag and its rows are recorded under $FACTORY_HOME/batches/, which
+the batch report's HTML pages group by.
 """
 
 import json
@@ -10,11 +12,11 @@ import json
 import dagster as dg
 
 from factory_assets.partitions import topics
-from factory_core.run_tags import topic_run_tags
+from factory_core.run_tags import new_batch_id, topic_run_tags
 from factory_core.slugs import InvalidChannelError, channel_slug
 from factory_core.topics_file import SUPPORTED_SUFFIXES, TopicFileError
 from factory_resources.store import MediaStore
-from factory_sensors.intake import file_away, read_batch
+from factory_sensors.intake import file_away, read_batch, record_batch
 from factory_sensors.jobs import produce_topic
 
 MAX_FILES_PER_TICK = 10
@@ -60,9 +62,14 @@ def topic_batch_sensor(
             continue
         keys = [r.key for r in batch.accepted if r.key not in new_keys]
         new_keys.extend(keys)
-        tags = topic_run_tags(store.channel_profile(channel).owner, channel)
-        tags_of.update(dict.fromkeys(keys, tags))
-        report = {"channel": channel, "rows": [v.model_dump() for v in batch.verdicts]}
+        report: dict[str, object] = {"channel": channel}
+        if keys:  # a file of nothing new (dropped again) is no batch
+            owner = store.channel_profile(channel).owner
+            batch_id = new_batch_id(channel, path.name)
+            record_batch(store, batch, batch_id, owner, source="inbox")
+            tags_of.update(dict.fromkeys(keys, topic_run_tags(owner, channel, batch_id)))
+            report["batch"] = batch_id
+        report["rows"] = [v.model_dump() for v in batch.verdicts]
         file_away(path, "processed", json.dumps(report, indent=2, ensure_ascii=False), store)
         context.log.info(
             f"{path.name}: {len(keys)} new topics, {len(batch.rejected)} rejected or duplicate"

@@ -49,11 +49,18 @@ def test_new_file_gives_partitions_runs_and_a_report(tmp_path: Path) -> None:
         assert len(keys) == 3  # the duplicate and the empty row are not topics
         assert [r.partition_key for r in result.run_requests] == keys
         assert [r.run_key for r in result.run_requests] == keys
-        # Runs carry their user and channel, so the UI's run list filters by them.
+        # Runs carry their user, channel and batch, so the UI's run list filters by them.
+        [batch_id] = {r.tags["factory/batch"] for r in result.run_requests}
+        assert batch_id.startswith("demo-batch-")
         assert all(
-            r.tags == {"factory/owner": "default", "factory/channel": "demo"}
+            r.tags == {"factory/owner": "default", "factory/channel": "demo",
+                       "factory/batch": batch_id}
             for r in result.run_requests
-        )
+        )  # fmt: skip
+        # The batch's rows are recorded for the batch report, pending runs included.
+        record = json.loads((tmp_path / "batches" / f"{batch_id}.json").read_text())
+        assert record["source"] == "inbox" and record["file"] == "batch.csv"
+        assert [r["key"] for r in record["rows"] if r["status"] == "accepted"] == keys
         assert not list(inbox.glob("*.csv"))
         reports = list((inbox / "processed").glob("*.report.json"))
         assert len(reports) == 1
@@ -81,6 +88,7 @@ def test_new_file_gives_partitions_runs_and_a_report(tmp_path: Path) -> None:
         [second] = reports_now - set(reports)
         statuses = {r["status"] for r in json.loads(second.read_text())["rows"]}
         assert statuses == {"duplicate", "rejected"}
+        assert len(list((tmp_path / "batches").glob("*.json"))) == 1  # nothing new, no batch
 
 
 def test_unreadable_file_is_rejected_with_the_reason(tmp_path: Path) -> None:
