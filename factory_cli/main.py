@@ -10,6 +10,7 @@ factory accounts ...                 platform accounts: connect, list, disconnec
 factory users ...                    API users: add, key, keys, revoke, plan, usage
 factory publish KEY... [--now]       post finished topics (at their slot, or at once)
 factory analytics                    pull metrics now and write each channel's report
+factory media prune --older-than D   remove old topics' media (never a live post's)
 factory ui [--port P]                Dagster webserver and daemon on 127.0.0.1
 """
 
@@ -24,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from factory_cli import accounts, characters, estimate, publishing, users, voices
+from factory_cli import accounts, characters, estimate, media, publishing, users, voices
 from factory_cli.environment import ProfileError, prepare_environment
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -211,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     accounts.register(sub)
     users.register(sub)
     publishing.register(sub)
+    media.register(sub)
     ui = sub.add_parser("ui", help="Dagster webserver and daemon on 127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
     ui.set_defaults(func=cmd_ui)
