@@ -284,6 +284,10 @@ class MediaStore(dg.ConfigurableResource):
             path = self.topic_dir(key) / name
             return path if path.is_file() else None
         manifest = self.remote_manifest(key)
+        if manifest is None:
+            # Made before the bucket was configured: the bucket takes this folder's files first.
+            synced = self.push_topic(key)
+            manifest = synced.manifest if synced is not None else None
         entry = manifest.files.get(name) if manifest else None
         if entry is None:
             return None

@@ -189,3 +189,20 @@ def test_without_a_bucket_nothing_leaves_the_machine(tmp_path: Path) -> None:
         store.media_file(request.key, "request.json")
         == store.topic_dir(request.key) / "request.json"
     )
+
+
+def test_a_topic_made_before_the_bucket_is_stored_when_first_published(
+    s3_server: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    request = make_request("demo", "Older than the bucket")
+    MediaStore(home=str(home)).save_request(request)
+    local = MediaStore(home=str(home)).topic_dir(request.key) / "video.mp4"
+    local.write_bytes(b"rendered before the bucket existed")
+    store = MediaStore(home=str(home), bucket=bucket, endpoint_url=s3_server.endpoint_url)
+    fetched = store.media_file(request.key, "video.mp4")
+    assert fetched is not None and fetched != local
+    assert fetched.read_bytes() == local.read_bytes()
+    manifest = json.loads(s3_server.read(bucket, f"topics/{request.key}/manifest.json"))
+    assert s3_server.read(bucket, manifest["files"]["video.mp4"]["key"]) == local.read_bytes()
+    assert store.media_file(request.key, "cover_9x16.jpg") is None
