@@ -28,6 +28,7 @@ from factory_resources.migrations import (
     BASELINE,
     BASELINE_TABLES,
     PG_LOCK_KEY,
+    VERSION_TABLE,
     alembic_config,
     current,
     downgrade,
@@ -53,7 +54,12 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def _differences(engine: sa.Engine) -> list[object]:
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "version_table": VERSION_TABLE,
+            },
         )
         return list(compare_metadata(context, target_metadata()))
 
@@ -91,7 +97,7 @@ def test_downgrade_to_base_and_upgrade_again(url: str) -> None:
     assert not (_tables(engine) & TENANCY_TABLES)
     assert set(BASELINE_TABLES) <= _tables(engine)
     downgrade(engine, "base")
-    assert _tables(engine) <= {"alembic_version"}
+    assert _tables(engine) <= {"factory_alembic_version"}
     assert current(engine) is None
     upgrade(engine)
     assert current(engine) == HEAD
@@ -117,7 +123,7 @@ def test_a_create_all_database_is_stamped_and_upgraded_with_its_rows(url: str) -
             created_at=now, updated_at=now,
         ))  # fmt: skip
     raw.dispose()
-    assert "alembic_version" not in _tables(sa.create_engine(url))
+    assert "factory_alembic_version" not in _tables(sa.create_engine(url))
 
     engine = engine_for(url)
     assert current(engine) == HEAD
@@ -176,7 +182,7 @@ def pg_schema_engine() -> Iterator[sa.Engine]:
 def test_a_schema_translated_engine_migrates_inside_its_schema(pg_schema_engine: sa.Engine) -> None:
     upgrade(pg_schema_engine)
     schema = pg_schema_engine.get_execution_options()["schema_translate_map"][None]
-    assert set(BASELINE_TABLES) | TENANCY_TABLES | {"alembic_version"} == _tables(
+    assert set(BASELINE_TABLES) | TENANCY_TABLES | {"factory_alembic_version"} == _tables(
         pg_schema_engine, schema
     )
     assert current(pg_schema_engine) == HEAD
@@ -201,3 +207,34 @@ def test_postgres_upgrades_wait_for_the_advisory_lock(postgres_url: str) -> None
     assert done.is_set()
     assert current(engine) == HEAD
     engine.dispose()
+
+
+def test_a_revision_recorded_in_alembic_version_is_moved_to_our_table(url: str) -> None:
+    """Databases migrated before the version table had its own name keep their history."""
+    engine = engine_for(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("create table alembic_version (version_num varchar(32) not null)"))
+        conn.execute(sa.text("insert into alembic_version values (:v)"), {"v": HEAD})
+        conn.execute(sa.text("drop table factory_alembic_version"))
+    upgrade(engine, force=True)
+    assert current(engine) == HEAD
+    assert "alembic_version" not in _tables(engine)
+
+
+@pytest.mark.postgres
+def test_project_tables_share_a_database_with_dagster_storage(postgres_url: str) -> None:  # noqa: F811
+    """The production profile may point DAGSTER_PG_URL and FACTORY_DB_URL at one database:
+    Dagster's own revision in alembic_version must neither block nor be touched by ours."""
+    from dagster_postgres import PostgresEventLogStorage
+
+    PostgresEventLogStorage(postgres_url)  # creates Dagster's tables and stamps alembic_version
+    with sa.create_engine(postgres_url).connect() as conn:
+        dagster_revision = conn.execute(sa.text("select version_num from alembic_version")).scalar()
+    assert dagster_revision
+
+    engine = engine_for(postgres_url)
+    assert current(engine) == HEAD
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("select version_num from alembic_version")).scalar() == (
+            dagster_revision
+        )

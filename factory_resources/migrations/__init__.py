@@ -4,8 +4,13 @@
 once per URL per process. Concurrent starters wait for each other: PostgreSQL through an
 advisory lock held for the migration's transaction, a SQLite file through a lock file beside
 it, threads of one process through a lock here. A database made by `metadata.create_all`
-before migrations existed (its tables there, no `alembic_version`) is stamped at the baseline
+before migrations existed (its tables there, no version table) is stamped at the baseline
 and then upgraded, keeping its rows.
+
+The version table is `factory_alembic_version`, not Alembic's default `alembic_version`: the
+project's tables may share a database with Dagster's own storage (one PostgreSQL database in
+the production profile), and Dagster keeps its schema revision in `alembic_version`. A database
+that recorded our revision there (before this name) has it moved on first upgrade.
 
 Adding a migration: change the table in its module, then, against a database at head,
 
@@ -32,7 +37,7 @@ from alembic.config import Config
 MIGRATIONS_DIR = Path(__file__).resolve().parent
 BASELINE = "0001_baseline"
 # Every table that existed when migrations began: a database holding all of them without an
-# alembic_version was made by create_all and is stamped at the baseline.
+# version table was made by create_all and is stamped at the baseline.
 BASELINE_TABLES = (
     "voices", "characters", "character_images", "cost_lines", "platform_accounts",
     "publications", "post_slots", "post_metrics",
@@ -46,6 +51,8 @@ TABLE_MODULES = (
     "factory_resources.metrics_history",
     "factory_resources.tenancy",
 )
+VERSION_TABLE = "factory_alembic_version"
+LEGACY_VERSION_TABLE = "alembic_version"
 # pg_advisory_xact_lock key: any fixed 64-bit number, the same in every process.
 PG_LOCK_KEY = 0x7646_6D69_6772_6174  # "vfmigrat"
 
@@ -103,10 +110,32 @@ def _migration_connection(engine: sa.Engine) -> Iterator[sa.Connection]:
         yield conn
 
 
+def _adopt_legacy_version(conn: sa.Connection, tables: set[str], config: Config) -> set[str]:
+    """Moves our revision out of `alembic_version` (where Dagster keeps its own) into
+    VERSION_TABLE; a row that is not one of our revisions (Dagster's) is left alone."""
+    if VERSION_TABLE in tables or LEGACY_VERSION_TABLE not in tables:
+        return tables
+    from alembic.script import ScriptDirectory
+
+    ours = {rev.revision for rev in ScriptDirectory.from_config(config).walk_revisions()}
+    legacy = sa.Table(LEGACY_VERSION_TABLE, sa.MetaData(), sa.Column("version_num", sa.String),
+                      schema=translated_schema(conn))  # fmt: skip
+    found = [v for v in conn.execute(sa.select(legacy.c.version_num)).scalars() if v in ours]
+    if not found:
+        return tables
+    command.stamp(config, found[0])
+    conn.execute(legacy.delete().where(legacy.c.version_num.in_(found)))
+    if conn.execute(sa.select(sa.func.count()).select_from(legacy)).scalar_one() == 0:
+        legacy.drop(conn)
+        tables = tables - {LEGACY_VERSION_TABLE}
+    return tables | {VERSION_TABLE}
+
+
 def _run(conn: sa.Connection, revision: str) -> None:
     tables = set(sa.inspect(conn).get_table_names(schema=translated_schema(conn)))
     config = alembic_config(conn)
-    if "alembic_version" not in tables and set(BASELINE_TABLES) <= tables:
+    tables = _adopt_legacy_version(conn, tables, config)
+    if VERSION_TABLE not in tables and set(BASELINE_TABLES) <= tables:
         command.stamp(config, BASELINE)
     # A database holding only some baseline tables (made by one module's create_all) gets the
     # missing ones from the baseline revision, which skips tables that exist.
@@ -135,5 +164,5 @@ def current(engine: sa.Engine) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as conn:
-        opts = {"version_table_schema": translated_schema(conn)}
+        opts = {"version_table_schema": translated_schema(conn), "version_table": VERSION_TABLE}
         return MigrationContext.configure(conn, opts=opts).get_current_revision()

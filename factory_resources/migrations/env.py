@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context
 
-from factory_resources.migrations import translated_schema
+from factory_resources.migrations import VERSION_TABLE, translated_schema
 
 config = context.config
 
@@ -24,6 +24,7 @@ def _configure(**kwargs: object) -> None:
         render_as_batch=dialect.startswith("sqlite"),
         compare_type=True,
         compare_server_default=True,
+        version_table=VERSION_TABLE,
         **kwargs,  # type: ignore[arg-type]
     )
 
