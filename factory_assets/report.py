@@ -173,7 +173,7 @@ def _batch_runs(instance: dg.DagsterInstance, batch_id: str) -> tuple[dict[str, 
     facts: dict[str, RunFact] = {}
     first = float("inf")
     for record in instance.get_run_records(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id})):
-        first = min(first, record.create_timestamp.timestamp())
+        first = min(first, _epoch(record.create_timestamp))
         key = record.dagster_run.tags.get(PARTITION_TAG)
         if key is None or key in facts:  # newest first: the first seen is the latest
             continue
@@ -267,6 +267,11 @@ def _thumbnail(store: MediaStore, key: str, folder: Path) -> Path | None:
     with store.atomic_path(small) as tmp:
         picture.save(tmp, format="JPEG", quality=80, optimize=True)
     return small
+
+
+def _epoch(value: datetime) -> float:
+    """Run storages keep naive UTC datetimes."""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
 
 
 def _relative_url(path: Path, folder: Path) -> str:

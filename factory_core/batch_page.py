@@ -15,7 +15,7 @@ from typing import Literal
 from urllib.parse import quote, urlencode
 
 import jinja2
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from factory_core.run_tags import BATCH_TAG
 from factory_core.topics_file import RowVerdict
@@ -40,6 +40,12 @@ class BatchRecord(BaseModel):
     file: str | None = None
     created_at: datetime | None = None
     rows: list[RowVerdict] = Field(default_factory=list)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # Run storages keep naive UTC times; naive and aware times cannot be compared.
+        return value.replace(tzinfo=UTC) if value and value.tzinfo is None else value
 
 
 class RunFact(BaseModel):

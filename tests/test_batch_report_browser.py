@@ -4,8 +4,9 @@ A factory home with one batch taken in from a topic file the way the sensor and 
 do (read_batch + record_batch), whose topics are then put into every state through real runs on
 the instance, without rendering media: four done (a partitioned `video` asset writes a small
 video.mp4 and a real 9:16 JPEG cover), one failed with a reason (a `script` step raising
-dg.Failure), one running, one queued, one with no run yet, and one rejected row. The real
-`refresh_batch_report` job writes the pages; Chromium loads them from disk.
+dg.Failure), one running, one queued, one with no run yet, and one rejected row; plus an earlier
+batch known only from its runs' `factory/batch` tag. The real `refresh_batch_report` job writes
+the pages; Chromium loads them from disk.
 
 Checks the DOM after scripts ran (every row with its status and reason, the thumbnails really
 decoded, links into the Dagster UI, hostile topic text inert) and the screenshot (a real PNG of
@@ -29,11 +30,11 @@ from PIL import Image, ImageDraw, ImageStat
 from factory_assets.definitions import build_definitions
 from factory_assets.partitions import topics
 from factory_core.costs import CostLine
-from factory_core.run_tags import new_batch_id, topic_run_tags
+from factory_core.run_tags import BATCH_TAG, new_batch_id, topic_run_tags
 from factory_resources.project_db import project_engine, record_costs
 from factory_resources.store import MediaStore
 from factory_sensors.intake import read_batch, record_batch
-from tests.conftest import QUIET
+from tests.conftest import QUIET, make_request
 
 pytestmark = pytest.mark.slow
 
@@ -58,6 +59,7 @@ RUNNING, QUEUED, NO_RUN = (
     "Volcanoes under the sea",
     "How compilers work",
 )
+ADHOC = "Launched from the Dagster UI"
 REJECTED = "لماذا السماء زرقاء"  # Arabic: no offline voice speaks it
 TOPICS = [
     "How tides work", HOSTILE_TYPED, "Why the sky is blue", "Почему кошки мурлычут",
@@ -118,6 +120,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
 
 def _make_report(home: Path, instance: dg.DagsterInstance) -> Report:
     store = MediaStore(home=str(home))
+    # An earlier batch known only from its runs' tag (launched from elsewhere, no record).
+    adhoc = make_request("demo", ADHOC)
+    store.save_request(adhoc)
+    instance.add_dynamic_partitions(topics.name, [adhoc.key])
+    COLOUR_OF[adhoc.key] = (90, 90, 90)
+    dg.materialize(
+        [fake_video], partition_key=adhoc.key, instance=instance, run_config=QUIET,
+        tags={**topic_run_tags("default", "demo"), BATCH_TAG: "adhoc-1"},
+    )  # fmt: skip
     source = home / "incoming.yaml"  # JSON is YAML
     source.write_text(json.dumps([{"topic": t} for t in TOPICS]), encoding="utf-8")
     batch = read_batch(source, "demo", store, instance)
@@ -326,8 +337,11 @@ def test_screenshot_is_kept_and_shows_the_page(
         assert any(sum(abs(a - b) for a, b in zip(c, colour, strict=True)) < 30 for c in colours)
 
 
-def test_index_lists_the_batch(report: Report) -> None:
+def test_index_lists_every_batch(report: Report) -> None:
     index = (report.page.parent / "index.html").read_text(encoding="utf-8")
-    assert f'href="{report.batch_id}.html"' in index
-    assert re.search(r"<meta http-equiv=\"refresh\" content=\"\d+\">", index)
-    assert index.count('class="batch-row"') == 1
+    assert re.search(r"<meta http-equiv=\"refresh\" content=\"\d+\">", index)  # one still runs
+    # Newest first: the file's batch, then the one known only from its runs' tag.
+    assert re.findall(r'data-batch="([^"]+)"', index) == [report.batch_id, "adhoc-1"]
+    adhoc = (report.page.parent / "adhoc-1.html").read_text(encoding="utf-8")
+    assert ADHOC in adhoc and 'data-status="done"' in adhoc
+    assert "http-equiv" not in adhoc  # finished: no reload
