@@ -28,6 +28,10 @@ def test_run_reports_every_row_and_fails_on_a_bad_row(
     by_status = {row["status"]: row for row in out["topics"]}
     assert [row["status"] for row in out["topics"]] == ["done", "rejected", "done"]
     assert "no words" in by_status["rejected"]["error"]
+    # The batch's HTML page, with every row of the file (the rejected one with its reason).
+    page = Path(out["report_html"]).read_text(encoding="utf-8")
+    assert out["batch"].startswith("demo-batch-") and page.count('class="topic-row') == 3
+    assert 'data-status="rejected"' in page and "no words" in page
     for row in out["topics"]:
         assert set(row) >= {"topic", "key", "status", "video", "error"}
         if row["status"] == "done":
