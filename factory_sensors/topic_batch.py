@@ -18,6 +18,7 @@ from factory_core.topics_file import SUPPORTED_SUFFIXES, TopicFileError
 from factory_resources.store import MediaStore
 from factory_sensors.intake import file_away, read_batch, record_batch
 from factory_sensors.jobs import produce_topic
+from factory_sensors.pools import ensure_pool_rows
 
 MAX_FILES_PER_TICK = 10
 
@@ -76,6 +77,7 @@ def topic_batch_sensor(
         )
     if not new_keys:
         return dg.SkipReason("no new topics in the files read")
+    ensure_pool_rows(context.instance)
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(partition_key=key, run_key=key, tags=tags_of[key]) for key in new_keys
