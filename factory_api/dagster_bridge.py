@@ -551,13 +551,9 @@ def default_bridge(home: Path) -> GraphQLBridge:
     http://127.0.0.1:3000) and the instance at $DAGSTER_HOME, else the embedded one under
     `home`/dagster, set up as the `factory` command does, so the API and `make ui` share it."""
     if not os.environ.get("DAGSTER_HOME"):
-        from factory_resources.store import REPO_ROOT
+        # The profile's instance (FACTORY_PROFILE), exactly as the `factory` command picks it.
+        from factory_cli.environment import current_profile, prepare_dagster_home
 
-        dagster_home = Path(home) / "dagster"
-        dagster_home.mkdir(parents=True, exist_ok=True)
-        config = dagster_home / "dagster.yaml"
-        if not config.exists():
-            config.symlink_to(REPO_ROOT / "dagster.yaml")
-        os.environ["DAGSTER_HOME"] = str(dagster_home)
+        os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(Path(home), current_profile()))
     url = os.environ.get(DAGSTER_URL_ENV, "").strip() or DEFAULT_DAGSTER_URL
     return GraphQLBridge(url, dg.DagsterInstance.get())
