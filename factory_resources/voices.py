@@ -11,6 +11,7 @@ import ctypes.util
 import json
 import threading
 import wave
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -296,6 +297,35 @@ def _engine(language: Language) -> _Engine:
     return _PiperEngine() if language == Language.EN else _EspeakEngine("ru")
 
 
+# Sentences spoken in this process, newest last. The script stage speaks every sentence to
+# measure it; the voiceover, next in the same run, then reuses that speech instead of
+# synthesizing it again (piper's durations vary from take to take, so the narration is also
+# exactly as long as the script was measured to be). ~0.5 MB a sentence.
+_SPOKEN_MEMO: OrderedDict[tuple[str, str, float], SpokenSentence] = OrderedDict()
+_SPOKEN_MEMO_SIZE = 96
+_spoken_lock = threading.Lock()
+
+
+def forget_spoken() -> None:
+    """Drops the remembered speech, so the next synthesis speaks every sentence afresh."""
+    with _spoken_lock:
+        _SPOKEN_MEMO.clear()
+
+
+def _speak(engine: _Engine, text: str, speed: float) -> SpokenSentence:
+    key = (engine.name, text, round(speed, 4))
+    with _spoken_lock:
+        if key in _SPOKEN_MEMO:
+            _SPOKEN_MEMO.move_to_end(key)
+            return _SPOKEN_MEMO[key]
+    spoken = engine.speak(text, display_tokens(text), speed)
+    with _spoken_lock:
+        _SPOKEN_MEMO[key] = spoken
+        while len(_SPOKEN_MEMO) > _SPOKEN_MEMO_SIZE:
+            _SPOKEN_MEMO.popitem(last=False)
+    return spoken
+
+
 class OfflineVoice(dg.ConfigurableResource):
     """Speech on this machine: piper for English, espeak-ng for Russian. No keys, no network."""
 
@@ -321,7 +351,7 @@ class OfflineVoice(dg.ConfigurableResource):
         """Seconds of narration these sentences really take with this voice (nothing written)."""
         engine = _engine(language)
         speech = sum(
-            len(engine.speak(s, display_tokens(s), speed).samples) / engine.sample_rate  # type: ignore[arg-type]
+            len(_speak(engine, s, speed).samples) / engine.sample_rate  # type: ignore[arg-type]
             for s in sentences
         )
         return speech + self.sentence_pause_s * max(0, len(sentences) - 1)
@@ -339,7 +369,7 @@ class OfflineVoice(dg.ConfigurableResource):
         clock = 0.0
         for index, sentence in enumerate(sentences):
             tokens = display_tokens(sentence)
-            spoken = engine.speak(sentence, tokens, speed)
+            spoken = _speak(engine, sentence, speed)
             for token, (start, end) in zip(tokens, spoken.word_spans, strict=True):
                 words.append(
                     WordTiming(word=token, start=round(clock + start, 3), end=round(clock + end, 3),
