@@ -30,6 +30,7 @@ from factory_resources.script_writers import OfflineScriptWriter
 from factory_resources.store import media_store
 from factory_resources.transcribers import Transcriber
 from factory_resources.voices import OfflineVoice
+from factory_sensors.batch_pages import batch_pages_sensor
 from factory_sensors.jobs import (
     analytics_schedule,
     produce_topic,
@@ -77,7 +78,7 @@ def build_definitions(home: str = "", overrides: dict[str, object] | None = None
         asset_checks=CHECKS,
         jobs=[produce_topic, publish_topic, report_job, refresh_analytics],
         schedules=[analytics_schedule],
-        sensors=[topic_batch_sensor, posting_slots_sensor],
+        sensors=[topic_batch_sensor, posting_slots_sensor, batch_pages_sensor],
         resources={**offline_resources(home), **(overrides or {})},
         executor=topic_executor(),
     )
