@@ -279,7 +279,9 @@ def run_bench(home: Path, db_url: str) -> dict[str, float | int]:
             )
             records = wait_for_batch(instance, len(topics), time.monotonic() + TIMEOUT_S)
             wall_s = time.perf_counter() - t0
-        return report(instance, records, wall_s, memory, home)
+        figures = report(instance, records, wall_s, memory, home)
+        keep_batch_page(instance, home)
+        return figures
     finally:
         if daemon is not None:
             stop(daemon)
@@ -337,6 +339,22 @@ def report(instance: object, records: list[object], wall_s: float, memory: TreeM
 
 def _interrupted(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def keep_batch_page(instance: object, home: Path) -> None:
+    """The batch's HTML page (what batch_pages_sensor keeps current), written once more now that
+    every run has finished and copied with its thumbnails to .artifacts/bench-batch/."""
+    from factory_assets.report import write_batch_pages
+    from factory_assets.status import all_statuses
+    from factory_resources.store import MediaStore
+
+    store = MediaStore(home=str(home))
+    folder = home / "reports" / "batches"
+    pages = write_batch_pages(instance, store, all_statuses(instance, store), folder)  # type: ignore[arg-type]
+    target = Path(os.environ.get("FACTORY_TEST_ARTIFACTS") or REPO / ".artifacts") / "bench-batch"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(folder, target)
+    print(f"report  {target / pages[-1].name} (index: {target / 'index.html'})")
 
 
 def main() -> int:
