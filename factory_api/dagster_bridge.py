@@ -36,7 +36,12 @@ from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 from pydantic import BaseModel
 
 from factory_assets.partitions import topics
-from factory_assets.status import failure_reason
+from factory_assets.status import (
+    DAGSTER_URL_ENV,
+    dagster_url,
+    failure_reason,
+    run_phase,
+)
 from factory_core.progress import (
     TOPIC_STAGES,
     BatchProgress,
@@ -67,19 +72,7 @@ PUBLICATIONS = dg.AssetKey("publications")
 # Definitions (not a @repository) always load as this repository name.
 DEFAULT_REPOSITORY = "__repository__"
 DEFAULT_LOCATION = "factory"  # workspace.yaml's location_name
-DAGSTER_URL_ENV = "FACTORY_DAGSTER_URL"
-DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"  # `make api` / `make ui`
 
-_PHASES: dict[dg.DagsterRunStatus, RunPhase] = {
-    dg.DagsterRunStatus.QUEUED: "queued",
-    dg.DagsterRunStatus.NOT_STARTED: "queued",
-    dg.DagsterRunStatus.STARTING: "running",
-    dg.DagsterRunStatus.STARTED: "running",
-    dg.DagsterRunStatus.CANCELING: "running",
-    dg.DagsterRunStatus.SUCCESS: "succeeded",
-    dg.DagsterRunStatus.FAILURE: "failed",
-    dg.DagsterRunStatus.CANCELED: "canceled",
-}
 
 _ADD_PARTITION_FIELDS = """__typename
   ... on AddDynamicPartitionSuccess { partitionKey }
@@ -147,7 +140,7 @@ class RunRow:
 
     @property
     def phase(self) -> RunPhase:
-        return _PHASES.get(self.status, "running")
+        return run_phase(self.status)
 
 
 def run_snapshot(
@@ -555,5 +548,5 @@ def default_bridge(home: Path) -> GraphQLBridge:
         from factory_cli.environment import current_profile, prepare_dagster_home
 
         os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(Path(home), current_profile()))
-    url = os.environ.get(DAGSTER_URL_ENV, "").strip() or DEFAULT_DAGSTER_URL
+    url = dagster_url()
     return GraphQLBridge(url, dg.DagsterInstance.get())

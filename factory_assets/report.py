@@ -8,15 +8,13 @@ from pathlib import Path
 import dagster as dg
 from pydantic import ValidationError
 
-from factory_assets.status import TopicStatus, all_statuses
+from factory_assets.status import TopicStatus, all_statuses, dagster_url, run_phase
 from factory_assets.thumbnail import thumbnail
 from factory_assets.video import video
 from factory_core.batch_page import (
-    DEFAULT_DAGSTER_URL,
     BatchRecord,
     BatchView,
     RunFact,
-    RunPhase,
     TopicRow,
     batch_page_name,
     page_status,
@@ -27,20 +25,9 @@ from factory_core.run_tags import BATCH_TAG, CHANNEL_TAG, OWNER_TAG, is_batch_id
 from factory_core.topics_file import RowVerdict
 from factory_resources.store import MediaStore
 
-DAGSTER_URL_ENV = "FACTORY_DAGSTER_URL"
 PARTITION_TAG = "dagster/partition"
 # Grid thumbnails: a 9:16 cover scaled to this box is ~10 KB, so a page of 50+ topics stays light.
 THUMB_BOX = (216, 384)
-_PHASES: dict[dg.DagsterRunStatus, RunPhase] = {
-    dg.DagsterRunStatus.QUEUED: "queued",
-    dg.DagsterRunStatus.NOT_STARTED: "queued",
-    dg.DagsterRunStatus.STARTING: "running",
-    dg.DagsterRunStatus.STARTED: "running",
-    dg.DagsterRunStatus.CANCELING: "running",
-    dg.DagsterRunStatus.SUCCESS: "succeeded",
-    dg.DagsterRunStatus.FAILURE: "failed",
-    dg.DagsterRunStatus.CANCELED: "canceled",
-}
 
 
 @dg.asset(
@@ -88,10 +75,6 @@ def batch_report(context: dg.AssetExecutionContext, store: MediaStore) -> dg.Mat
             **html,
         }
     )
-
-
-def dagster_url() -> str:
-    return os.environ.get(DAGSTER_URL_ENV, "").strip() or DEFAULT_DAGSTER_URL
 
 
 def write_batch_pages(
@@ -179,7 +162,7 @@ def _batch_runs(instance: dg.DagsterInstance, batch_id: str) -> tuple[dict[str, 
             continue
         facts[key] = RunFact(
             run_id=record.dagster_run.run_id,
-            phase=_PHASES.get(record.dagster_run.status, "running"),
+            phase=run_phase(record.dagster_run.status),
             started_at=record.start_time,
             ended_at=record.end_time,
         )

@@ -1,14 +1,39 @@
 """Where each topic stands, read from the Dagster instance and the media store."""
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import dagster as dg
 
 from factory_assets.partitions import topics
+from factory_core.batch_page import DEFAULT_DAGSTER_URL
+from factory_core.progress import RunPhase
 from factory_resources.project_db import cost_totals, project_engine
 from factory_resources.store import MediaStore
+
+DAGSTER_URL_ENV = "FACTORY_DAGSTER_URL"
+_RUN_PHASES: dict[dg.DagsterRunStatus, RunPhase] = {
+    dg.DagsterRunStatus.QUEUED: "queued",
+    dg.DagsterRunStatus.NOT_STARTED: "queued",
+    dg.DagsterRunStatus.STARTING: "running",
+    dg.DagsterRunStatus.STARTED: "running",
+    dg.DagsterRunStatus.CANCELING: "running",
+    dg.DagsterRunStatus.SUCCESS: "succeeded",
+    dg.DagsterRunStatus.FAILURE: "failed",
+    dg.DagsterRunStatus.CANCELED: "canceled",
+}
+
+
+def run_phase(status: dg.DagsterRunStatus) -> RunPhase:
+    """A run's state as the API and the batch pages show it."""
+    return _RUN_PHASES.get(status, "running")
+
+
+def dagster_url() -> str:
+    """The Dagster webserver's base URL: links in the batch pages, launches from the API."""
+    return os.environ.get(DAGSTER_URL_ENV, "").strip() or DEFAULT_DAGSTER_URL
 
 
 @dataclass

@@ -17,13 +17,13 @@ from urllib.parse import quote, urlencode
 import jinja2
 from pydantic import BaseModel, Field, field_validator
 
+from factory_core.progress import RunPhase
 from factory_core.run_tags import BATCH_TAG
 from factory_core.topics_file import RowVerdict
 
 PageStatus = Literal["done", "running", "pending", "failed", "rejected"]
 # The order of the progress bar and of the counts.
 PAGE_STATUSES: tuple[PageStatus, ...] = ("done", "failed", "running", "pending", "rejected")
-RunPhase = Literal["queued", "running", "succeeded", "failed", "canceled"]
 DEFAULT_DAGSTER_URL = "http://127.0.0.1:3000"
 # While a batch runs the page reloads itself this often (seconds); a finished one never does.
 DEFAULT_REFRESH_S = 15

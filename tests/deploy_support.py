@@ -18,9 +18,10 @@ PG_USER = os.environ.get("FACTORY_TEST_PG_USER", "postgres")
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
-    """A new database for one test module, dropped afterwards (even with open connections)."""
-    name = f"factory_deploy_{uuid.uuid4().hex[:10]}"
+def fresh_database(prefix: str = "factory_deploy") -> Iterator[str]:
+    """A new database for one test (or module), dropped afterwards (even with open
+    connections). Fails, never skips, when PostgreSQL is down: `.ci/run` starts it."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(host=PG_HOST, port=5432, user=PG_USER, dbname="postgres")
     admin.autocommit = True
     with admin.cursor() as cur:

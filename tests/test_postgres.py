@@ -6,8 +6,6 @@ PostgreSQL is down: `.ci/run` starts it.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,26 +17,15 @@ from factory_assets.status import topic_status
 from factory_resources.store import MediaStore
 
 from .conftest import make_request, produce
+from .deploy_support import fresh_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-PG_HOST = os.environ.get("FACTORY_TEST_PG_HOST", "127.0.0.1")
-PG_USER = os.environ.get("FACTORY_TEST_PG_USER", "postgres")
 
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    name = f"factory_test_{uuid.uuid4().hex[:10]}"
-    admin = psycopg2.connect(host=PG_HOST, port=5432, user=PG_USER, dbname="postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://{PG_USER}@{PG_HOST}:5432/{name}"
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_database("factory_test") as url:
+        yield url
 
 
 def test_topic_materializes_with_postgres_storage(tmp_path: Path, postgres_url: str) -> None:
