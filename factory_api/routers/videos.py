@@ -32,12 +32,11 @@ from factory_api.schemas import (
     VideoOut,
 )
 from factory_core.models import ChannelProfile, TopicRequest
-from factory_core.run_tags import CHANNEL_TAG, OWNER_TAG
+from factory_core.run_tags import BATCH_TAG, CHANNEL_TAG, OWNER_TAG
 
 router = APIRouter(prefix="/videos", tags=["videos"], responses=ERRORS)
 batches = APIRouter(prefix="/batches", tags=["videos"], responses=ERRORS)
 
-BATCH_TAG = "factory/batch"
 DOWNLOADABLE = frozenset({
     "video.mp4", "video_1x1.mp4", "video_16x9.mp4", "cover_9x16.jpg", "cover_16x9.jpg",
     "thumbnail.jpg", "captions.srt", "captions.ass",
