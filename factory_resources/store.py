@@ -217,10 +217,12 @@ class MediaStore(dg.ConfigurableResource):
         for name, entry in remote.files.items():
             path = self._topic_file(folder, name)
             previous = synced.files.get(name) if synced else None
-            if needs_download(entry, previous, self._local_sha256(path, previous)):
-                objects.get_file(entry.key, path, sha256=entry.sha256)
+            local = self._local_sha256(path, previous)
+            if needs_download(entry, previous, local):
+                objects.get_file(entry.key, path, sha256=entry.sha256)  # hash checked on the way
+                local = entry.sha256
                 count, size = count + 1, size + entry.size
-            if path.is_file() and file_matches(path, entry):
+            if local == entry.sha256:
                 # Same bytes, our clock: take the writer's mtime, so size+mtime proves it.
                 os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns))
         self.write_text(folder / MANIFEST_NAME, remote.model_dump_json(indent=2))
@@ -309,20 +311,9 @@ class MediaStore(dg.ConfigurableResource):
         stat = path.stat()
         if synced is not None and unchanged(synced, stat.st_size, stat.st_mtime_ns):
             return synced.sha256
+        from factory_resources.object_store import file_sha256  # boto3 stays unimported
+
         return file_sha256(path)
-
-
-def file_sha256(path: Path) -> str:
-    from factory_resources.object_store import file_sha256 as sha256_of
-
-    return sha256_of(path)
-
-
-def file_matches(path: Path, entry: ManifestEntry) -> bool:
-    stat = path.stat()
-    if unchanged(entry, stat.st_size, stat.st_mtime_ns):
-        return True
-    return stat.st_size == entry.size and file_sha256(path) == entry.sha256
 
 
 def _topic_files(folder: Path) -> list[Path]:
