@@ -12,6 +12,11 @@ scene pictures, captions, mastered audio. Then, one after another in this proces
     peak_rss_mb the largest peak resident memory of any of those renders (each child's own
                 figure from wait4, not this process's)
 
+Then the ffmpeg backend's cost taken apart, in CPU seconds (the render is CPU-bound on 2 cores):
+the filtergraph alone (frames made, not encoded), and the encoder alone on those same frames
+read back raw from memory (the floor for this moving picture: what no renderer of this plan
+can beat with these x264 settings). Skipped when /dev/shm lacks room for the raw frames.
+
 Ratios are taken within the run, so a busy machine shifts all three alike. Set BENCH_KEEP=1 to
 keep the temporary folder.
 """
@@ -25,6 +30,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from factory_core.render_plan import RenderPlan
 
 TOPICS = "topic,duration\nWhy octopuses have three hearts,30\n"
 
@@ -32,6 +41,12 @@ TOPICS = "topic,duration\nWhy octopuses have three hearts,30\n"
 def _timed_child(command: list[str], cwd: Path) -> tuple[float, int]:
     """Wall seconds and the child's own peak RSS in MB (a crashed ffmpeg is run again, as the
     renderer does; only the successful run is timed)."""
+    seconds, _, peak_mb = _measured_child(command, cwd)
+    return seconds, peak_mb
+
+
+def _measured_child(command: list[str], cwd: Path) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS in MB of one child."""
     for _ in range(3):
         started = time.perf_counter()
         child = subprocess.Popen(
@@ -42,7 +57,7 @@ def _timed_child(command: list[str], cwd: Path) -> tuple[float, int]:
         stderr = child.stderr.read().decode(errors="replace") if child.stderr else ""
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
-            return seconds, usage.ru_maxrss // 1024
+            return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024
         if code > 0:
             break
     raise SystemExit(f"bench-render: FAILED: {' '.join(command[:3])}: {stderr[-400:]}")
@@ -108,6 +123,7 @@ def main() -> int:
         print(f"ref     floor with a '-loop 1' input: {loop1_s:.1f}s "
               f"(ffmpeg backend = {ffmpeg_s / loop1_s:.2f}x that)")  # fmt: skip
         print(f"memory  ffmpeg {ffmpeg_mb} MB  moviepy {moviepy_mb} MB  floor {floor_mb} MB")
+        _cost_breakdown(plan, topic_dir, home, floor_s)
         print("targets ffmpeg_vs_floor <= 1.5, moviepy_vs_ffmpeg >= 10, peak_rss_mb <= 1024")
         print(
             f"bench-render: ffmpeg_s={ffmpeg_s:.1f} moviepy_s={moviepy_s:.1f} floor_s={floor_s:.1f} "
@@ -118,6 +134,48 @@ def main() -> int:
     finally:
         if os.environ.get("BENCH_KEEP") != "1":
             shutil.rmtree(home, ignore_errors=True)
+
+
+def _cost_breakdown(plan: RenderPlan, topic_dir: Path, home: Path, floor_s: float) -> None:
+    """Where the ffmpeg backend's time goes: filters alone, then the encoder alone on the same
+    frames, against the still floor (CPU seconds, so the two halves can be added up)."""
+    from factory_core import ffmpeg_commands as fc
+    from factory_resources.ffmpeg import ffmpeg_exe
+
+    video = fc.video_args(plan, str(home / "parts.mp4"))
+    # Every graph frame is one 1/fps tick; declaring the rate keeps the raw copy frame-exact.
+    graph_only = [*video[: video.index("-map")], "-map", "[v]", "-r", str(plan.fps)]
+    render_s, render_cpu, _ = _measured_child([ffmpeg_exe(), *video], topic_dir)
+    floor_args = fc.still_floor_args(plan.clips[0].image_file, plan, str(home / "f.mp4"))
+    _, floor_cpu, _ = _measured_child([ffmpeg_exe(), *floor_args], topic_dir)
+    _, filters_cpu, _ = _measured_child([ffmpeg_exe(), *graph_only, "-f", "null", "-"], topic_dir)
+    line = (f"cpu     render {render_cpu:.1f} CPU-s ({render_s:.1f}s)  floor {floor_cpu:.1f} CPU-s  "
+            f"filters alone {filters_cpu:.1f} CPU-s")  # fmt: skip
+    frames = round(plan.total_s * plan.fps)
+    raw_bytes = frames * plan.width * plan.height * 3 // 2
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shutil.disk_usage(shm).free < raw_bytes * 1.2:
+        print(f"{line}  (encoder-alone figure skipped: /dev/shm lacks {raw_bytes >> 20} MB)")
+        return
+    raw = Path(tempfile.mkdtemp(prefix="bench-render-", dir=shm)) / "frames.y4m"
+    try:
+        _measured_child([ffmpeg_exe(), *graph_only, "-f", "yuv4mpegpipe", str(raw)], topic_dir)
+        encode_s, encode_cpu, _ = _measured_child(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-y", "-loglevel", "error",
+             "-i", str(raw), *fc.encoder_args(plan.encoder, plan.fps),
+             "-an", str(home / "encoded.mp4")],
+            topic_dir,
+        )  # fmt: skip
+        written = (raw.stat().st_size - len(raw.open("rb").readline())) // (raw_bytes // frames + 6)
+    finally:
+        shutil.rmtree(raw.parent, ignore_errors=True)
+    if written != frames:
+        raise SystemExit(f"bench-render: FAILED: the raw copy has {written} frames, not {frames}")
+    print(f"{line}  encoder alone on the same frames {encode_cpu:.1f} CPU-s ({encode_s:.1f}s)")
+    print(
+        f"parts   encoder alone / floor = {encode_s / floor_s:.2f} (wall; includes reading "
+        f"{raw_bytes >> 20} MB of raw frames), render / encoder alone = {render_s / encode_s:.2f}"
+    )
 
 
 if __name__ == "__main__":
