@@ -354,6 +354,16 @@ def loudness_args(input_file: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _master_chain(gain_db: float, plan: AudioMixPlan, limit_db: float) -> str:
+    limit = 10 ** (limit_db / 20)
+    total = plan.total_s
+    return (
+        f"volume={gain_db:.2f}dB,"
+        f"alimiter=limit={limit:.4f}:attack=1:release=50:level=false,"
+        f"afade=t=in:d={plan.fade_s},afade=t=out:st={max(0.0, total - 0.3):.3f}:d=0.3"
+    )
+
+
 def audio_master_args(
     mix_wav: str,
     gain_db: float,
@@ -362,16 +372,20 @@ def audio_master_args(
     limit_db: float = TRUE_PEAK_LIMIT_DB,
 ) -> list[str]:
     """A gain (measured to reach the loudness target), a peak limiter, short fades; AAC out."""
-    gain = gain_db
-    limit = 10 ** (limit_db / 20)
-    total = plan.total_s
-    chain = (
-        f"volume={gain:.2f}dB,"
-        f"alimiter=limit={limit:.4f}:attack=1:release=50:level=false,"
-        f"afade=t=in:d={plan.fade_s},afade=t=out:st={max(0.0, total - 0.3):.3f}:d=0.3"
-    )
     return [
         *_QUIET, "-i", mix_wav,
-        "-af", chain, "-ar", "48000", "-ac", "2", "-c:a", "aac", "-b:a", "160k",
-        "-t", f"{total:.3f}", output,
+        "-af", _master_chain(gain_db, plan, limit_db), "-ar", "48000", "-ac", "2",
+        "-c:a", "aac", "-b:a", "160k", "-t", f"{plan.total_s:.3f}", output,
+    ]  # fmt: skip
+
+
+def audio_master_trial_args(
+    mix_wav: str, gain_db: float, plan: AudioMixPlan, limit_db: float = TRUE_PEAK_LIMIT_DB
+) -> list[str]:
+    """The master's chain measured without encoding (ebur128 summary in the log): the AAC
+    encode is nine tenths of a master pass, so the gain is settled on trials first."""
+    return [
+        "-hide_banner", "-nostdin", "-i", mix_wav,
+        "-af", f"{_master_chain(gain_db, plan, limit_db)},ebur128=peak=true:framelog=quiet",
+        "-t", f"{plan.total_s:.3f}", "-f", "null", "-",
     ]  # fmt: skip

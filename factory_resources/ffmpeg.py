@@ -233,8 +233,21 @@ class FfmpegRenderer(dg.ConfigurableResource):
             run_ffmpeg(fc.audio_mix_args(plan, str(mix)), cwd=work_dir, what="audio mix")
             gain = LOUDNESS_TARGET_LUFS - measure_loudness(mix).integrated_lufs
             limit = rp.TRUE_PEAK_LIMIT_DB
-            # The limiter takes back some of the gain on peaky mixes (short clips, loud music),
-            # and AAC's inter-sample peaks can overshoot a sample-peak limiter by up to about
+            # The limiter takes back part of any gain on peaky mixes (speech peaks, loud
+            # music): settle the gain on trials of the chain, each a tenth of the cost of a
+            # pass that also encodes AAC, stepping by the measured slope (secant method).
+            slope, previous = 1.0, None
+            for _ in range(4):
+                run = run_ffmpeg(fc.audio_master_trial_args(str(mix), gain, plan, limit),
+                                 cwd=work_dir, what="audio master trial")  # fmt: skip
+                loudness = _loudness_summary(run, mix.name).integrated_lufs
+                if abs(error := LOUDNESS_TARGET_LUFS - loudness) <= 0.2:
+                    break
+                if previous is not None and gain != previous[0]:
+                    slope = min(1.0, max(0.2, (loudness - previous[1]) / (gain - previous[0])))
+                previous = (gain, loudness)
+                gain += error / slope
+            # AAC's inter-sample peaks can overshoot a sample-peak limiter by up to about
             # 0.8 dB: measure the result and correct both, at most three times.
             for _ in range(4):
                 run_ffmpeg(

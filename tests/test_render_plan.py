@@ -18,6 +18,8 @@ from itertools import pairwise
 import pytest
 
 from factory_core.ffmpeg_commands import (
+    audio_master_args,
+    audio_master_trial_args,
     audio_mix_args,
     escape_filter_path,
     scene_pieces,
@@ -371,6 +373,18 @@ def test_audio_mix_without_music_has_no_ducking() -> None:
     assert [args[i + 1] for i, a in enumerate(args) if a == "-i"] == ["v.wav"]
     assert _adjacent(args, "-map", "[mix]")
     assert args[-1] == "mix.wav"
+
+
+def test_mastering_trial_measures_the_same_chain_without_encoding() -> None:
+    plan = AudioMixPlan(voice_file="v.wav", music_file=None, duration_s=12.0)
+    master = audio_master_args("mix.wav", 4.5, plan, "out.m4a", limit_db=-2.0)
+    trial = audio_master_trial_args("mix.wav", 4.5, plan, limit_db=-2.0)
+    chain = master[master.index("-af") + 1]
+    assert "volume=4.50dB" in chain and "alimiter=limit=0.7943" in chain
+    assert trial[trial.index("-af") + 1] == f"{chain},ebur128=peak=true:framelog=quiet"
+    assert trial[-3:] == ["-f", "null", "-"]  # measured, never encoded
+    assert "-loglevel" not in trial  # the ebur128 summary is read from the log
+    assert _adjacent(master, "-c:a", "aac")
 
 
 # --- quality.video_problems ----------------------------------------------------------------------

@@ -199,3 +199,30 @@ def test_moviepy_backend_renders_the_same_plan_to_spec(workdir: Workdir) -> None
         a = _frame(ffmpeg_out, frame, (1080, 1920))
         b = _frame(moviepy_out, frame, (1080, 1920))
         assert np.abs(a - b).mean() < 20, t  # same layout; fonts and scalers differ a little
+
+
+def test_mastering_settles_the_gain_before_encoding_aac_once(
+    workdir: Workdir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Speech through a peak limiter loses part of any gain; the gain is found on cheap trials
+    of the chain, so the AAC encode (nine tenths of a master pass) normally runs once."""
+    import factory_resources.ffmpeg as ffmpeg_module
+    from factory_core.render_plan import AudioMixPlan
+
+    passes: list[str] = []
+    real_run = ffmpeg_module.run_ffmpeg
+
+    def counted(args: list[str], **kwargs: object) -> str:
+        passes.append(str(kwargs.get("what", "")))
+        return real_run(args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ffmpeg_module, "run_ffmpeg", counted)
+    mix = AudioMixPlan(voice_file="voice.wav", music_file="music.wav", duration_s=workdir.duration)
+    result = FfmpegRenderer().master_audio(mix, workdir.path, workdir.path / "mastered.m4a")
+    assert passes.count("audio master") == 1, passes
+    assert 1 <= passes.count("audio master trial") <= 4
+    assert result.integrated_lufs == pytest.approx(-14.0, abs=0.5)
+    assert result.true_peak_dbtp <= -1.0
+    info = probe(workdir.path / "mastered.m4a")
+    assert (info.audio_codec, info.sample_rate) == ("aac", 48000)
+    assert info.duration_s == pytest.approx(mix.total_s, abs=0.05)
