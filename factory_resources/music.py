@@ -49,6 +49,8 @@ def generate_music_bed(path: Path, seconds: float = 32.0) -> Path:
             note = chord[(k * 2) % len(chord)] + 12
             s = start + int(k * step * SAMPLE_RATE)
             e = min(end, s + int(0.5 * SAMPLE_RATE))
+            if s >= e:  # the last bar is cut short by the bed's end
+                break
             seg2 = t[s:e] - t[s]
             pluck = np.sin(2 * np.pi * _freq(note) * seg2) * np.exp(-seg2 * 7) * 0.12
             left[s:e] += pluck * (0.7 if k % 2 else 0.3)
