@@ -389,3 +389,14 @@ def audio_master_trial_args(
         "-af", f"{_master_chain(gain_db, plan, limit_db)},ebur128=peak=true:framelog=quiet",
         "-t", f"{plan.total_s:.3f}", "-f", "null", "-",
     ]  # fmt: skip
+
+
+def speech_band_args(input_file: str, output_wav: str) -> list[str]:
+    """What whisper listens to (16 kHz mono PCM), kept to the speech band: below 120 Hz is the
+    music bed's bass, above 7 kHz the recognizer does not use. `volumedetect` logs the mean
+    level (read back to tell silence from quiet speech)."""
+    return [
+        "-hide_banner", "-nostdin", "-y", "-i", input_file, "-vn",
+        "-af", "highpass=f=120,lowpass=f=7000,volumedetect",
+        "-ac", "1", "-ar", "16000", "-c:a", "pcm_s16le", output_wav,
+    ]  # fmt: skip

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import re
 import shutil
 import statistics
+import subprocess
 import time
+import wave
 from pathlib import Path
 
 import dagster as dg
@@ -262,8 +265,10 @@ def test_api_transcribes_real_speech_with_bare_words_and_a_cost_line(
     # Billed per second of audio, rounded up, at the dated list price.
     (line,) = costs
     assert (line.provider, line.model, line.unit) == ("openai", "whisper-1", "audio_second")
-    assert line.units == 5  # the clip is 4.7 s
-    assert line.amount_usd == pytest.approx(5 * 0.006 / 60)
+    with wave.open(str(wav)) as clip:
+        seconds = math.ceil(clip.getnframes() / clip.getframerate())  # about 4.7 s of speech
+    assert line.units == seconds
+    assert line.amount_usd == pytest.approx(seconds * 0.006 / 60)
     # Sentences and punctuation come back from the text even though API words are bare.
     heard, timings, _ = narration_transcript(_api(fake), wav, Language.EN, API)
     assert [s.text for s in sentence_spans(timings)] == split_sentences(heard.text)
@@ -434,3 +439,89 @@ def test_narration_check_fails_when_the_video_says_something_else(
     assert verdict.metric == ("wer" if language == Language.EN else "cer")
     assert metadata["insertions"] > 20 and costs == []
     assert not (folder / ".narration-check.wav").exists()
+
+
+class _ScriptedWhisper:
+    """Stands in for the WhisperModel: each reading returns the next scripted (text, gzip
+    compression ratio), "" for a reading that heard nothing, and remembers what it was given."""
+
+    def __init__(self, *readings: tuple[str, float]) -> None:
+        self.readings = list(readings)
+        self.heard: list[tuple[Path, dict[str, object]]] = []
+
+    def transcribe(self, audio: str, **options: object) -> tuple[object, object]:
+        from types import SimpleNamespace
+
+        path = Path(audio)
+        assert path.is_file()  # the band-limited copy exists while it is read
+        self.heard.append((path, options))
+        text, ratio = self.readings.pop(0)
+        words = [SimpleNamespace(word=f" {w}", start=i * 0.5, end=i * 0.5 + 0.4, probability=0.9)
+                 for i, w in enumerate(text.split())]  # fmt: skip
+        segments = (
+            [SimpleNamespace(text=text, compression_ratio=ratio, words=words)] if text else []
+        )
+        return iter(segments), SimpleNamespace(duration=2.0)
+
+
+def _wav(tmp_path: Path, source: str) -> Path:
+    from factory_resources.ffmpeg import ffmpeg_exe
+
+    wav = tmp_path / "heard.wav"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-f", "lavfi", "-i", source, "-t", "2",
+                    "-ar", "16000", "-ac", "1", str(wav)], check=True)  # fmt: skip
+    return wav
+
+
+@pytest.mark.parametrize(
+    ("readings", "kept", "reads"),
+    [
+        # A loop (whisper's own sign: the text compresses more than 2.4x) is read again through
+        # the speech band, and the second reading kept when it loops less.
+        ([("ти ти ти ти ти ти", 6.3), ("небо голубое днём", 1.2)], "небо голубое днём", 2),
+        # A second reading that loops as badly is not taken.
+        ([("один один один", 3.0), ("два два два два", 5.0)], "один", 2),
+        # Nothing heard though the audio is not silent (a window dropped as silence): read
+        # again, without dropping windows.
+        ([("", 0.0), ("небо голубое днём", 1.5)], "небо голубое днём", 2),
+        # No loop: one reading.
+        ([("небо голубое днём", 1.4)], "небо голубое днём", 1),
+    ],
+)
+def test_a_reading_that_loops_or_hears_nothing_is_read_again_through_the_speech_band(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    readings: list[tuple[str, float]],
+    kept: str,
+    reads: int,
+) -> None:
+    import factory_resources.transcribers as transcribers
+
+    whisper = _ScriptedWhisper(*readings)
+    monkeypatch.setattr(transcribers, "load_model", lambda folder, threads: whisper)
+    (tmp_path / "model.bin").write_bytes(b"")  # local_model_dir only checks it is there
+    tone = _wav(tmp_path, "sine=f=440")
+    transcript, costs = Transcriber(model_dir=str(tmp_path)).transcribe(tone, Language.RU, LOCAL)
+    assert transcript.text.startswith(kept) and costs == []
+    assert len(whisper.heard) == reads and whisper.heard[0] == (tone, whisper.heard[0][1])
+    assert "no_speech_threshold" not in whisper.heard[0][1]  # the first reading is whisper's own
+    if reads == 2:
+        band, options = whisper.heard[1]
+        assert band.name == "speech-band.wav" and options["no_speech_threshold"] is None
+        assert not band.exists()  # the copy is gone afterwards
+
+
+def test_silence_that_heard_nothing_is_not_read_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Without the silence bar a second reading of silence would invent words; nothing heard
+    is the right answer there (and callers say "is it silent?")."""
+    import factory_resources.transcribers as transcribers
+
+    whisper = _ScriptedWhisper(("", 0.0), ("Продолжение следует", 1.1))
+    monkeypatch.setattr(transcribers, "load_model", lambda folder, threads: whisper)
+    (tmp_path / "model.bin").write_bytes(b"")
+    silence = _wav(tmp_path, "anullsrc=r=16000:cl=mono")
+    transcript, _ = Transcriber(model_dir=str(tmp_path)).transcribe(silence, Language.RU, LOCAL)
+    assert transcript.text == "" and transcript.words == []
+    assert len(whisper.heard) == 1
