@@ -28,6 +28,7 @@ from pathlib import Path
 from factory_cli import accounts, characters, estimate, media, publishing, users, voices
 from factory_cli.environment import ProfileError, prepare_environment
 
+TOPIC_FILE_KINDS = ".csv, .tsv, .txt, .yaml or .json"
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
@@ -41,7 +42,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     source = Path(args.file)
     if not source.is_file():
-        _err(f"error: {source} is not a file; give the path of a .csv, .txt or .yaml topic file")
+        _err(f"error: {source} is not a file; give the path of a {TOPIC_FILE_KINDS} topic file")
         return 2
     try:
         inbox = MediaStore().inbox_dir(channel_slug(args.channel))
@@ -71,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     source = Path(args.file)
     if not source.is_file():
-        _err(f"error: {source} is not a file; give the path of a .csv, .txt or .yaml topic file")
+        _err(f"error: {source} is not a file; give the path of a {TOPIC_FILE_KINDS} topic file")
         return 2
     try:
         channel = channel_slug(args.channel)
@@ -85,6 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except TopicFileError as exc:
         _err(f"error: {exc}")
         return 2
+    if batch.encoding not in ("utf-8", "utf-16"):
+        _err(f"note: {source.name} is not UTF-8; read it as {batch.encoding}")
     instance.add_dynamic_partitions(topics.name, [r.key for r in batch.accepted])
 
     job = defs.resolve_job_def("produce_topic")

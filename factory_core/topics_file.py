@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import json
 from collections.abc import Iterable
 from pathlib import PurePath
 from typing import Any
@@ -20,7 +22,12 @@ MAX_SCRIPT_CHARS = 3000
 MAX_ROWS = 1000
 MIN_DURATION_S, MAX_DURATION_S = 15, 60
 MAX_FILE_BYTES = 2_000_000
-SUPPORTED_SUFFIXES = (".csv", ".txt", ".yaml", ".yml")
+SUPPORTED_SUFFIXES = (".csv", ".tsv", ".txt", ".yaml", ".yml", ".json")
+# Excel's "CSV" and "Text" exports on Windows are in the ANSI code page (1251 on Russian systems,
+# 1252 on English ones), and a Russian Excel separates CSV fields with ';'.
+LEGACY_ENCODINGS = ("cp1251", "cp1252")
+CSV_DELIMITERS = (",", ";", "\t", "|")
+SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods", ".numbers")
 CSV_COLUMNS = ("topic", "language", "style", "duration", "script", "narration")
 NARRATION_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 
@@ -45,6 +52,7 @@ class TopicBatch(BaseModel):
         default_factory=list, description="Rows naming topics the channel already has."
     )
     verdicts: list[RowVerdict]
+    encoding: str = Field("utf-8", description="What the file was read as (see LEGACY_ENCODINGS).")
 
     @property
     def rejected(self) -> list[RowVerdict]:
@@ -62,7 +70,8 @@ def parse_topic_file(
     """Validate every row; one bad row never rejects the others."""
     chan = channel_slug(channel)
     name = PurePath(filename).name
-    raw_rows = _read_rows(name, content)
+    text, encoding = _decode(name, content)
+    raw_rows = _read_rows(name, text)
     existing = set(existing_keys)
     accepted: list[TopicRequest] = []
     known: list[TopicRequest] = []
@@ -95,24 +104,59 @@ def parse_topic_file(
             RowVerdict(row=number, topic=request.topic[:200], status="accepted", key=request.key)
         )
     return TopicBatch(
-        channel=chan, source_file=name, accepted=accepted, known=known, verdicts=verdicts
+        channel=chan,
+        source_file=name,
+        accepted=accepted,
+        known=known,
+        verdicts=verdicts,
+        encoding=encoding,
     )
 
 
-def _read_rows(name: str, content: bytes) -> list[dict[str, Any]]:
+def check_file_type(name: str) -> None:
+    """Raise TopicFileError, saying what to do, for a file name that is no topic file."""
     suffix = PurePath(name).suffix.lower()
+    if suffix in SPREADSHEET_SUFFIXES:
+        raise TopicFileError(
+            f"{name}: a spreadsheet, not a text file; save it as CSV (in Excel: File > Save As > "
+            "CSV UTF-8) with a 'topic' column"
+        )
     if suffix not in SUPPORTED_SUFFIXES:
         raise TopicFileError(
-            f"{name}: unsupported file type {suffix or '(none)'}; "
-            "use .csv (a 'topic' column), .txt (one topic per line) or .yaml"
+            f"{name}: unsupported file type {suffix or '(none)'}; use .csv or .tsv (a 'topic' "
+            "column), .txt (one topic per line), .yaml or .json"
         )
+
+
+def _decode(name: str, content: bytes) -> tuple[str, str]:
+    """The file's text and the encoding it was read in: UTF-8 (a BOM or not), UTF-16 with its
+    BOM (Excel's "Unicode text"), else the Windows code page charset-normalizer finds coherent.
+    Bytes that are none of these (a picture, a spreadsheet) are a file error."""
+    check_file_type(name)
     if len(content) > MAX_FILE_BYTES:
         raise TopicFileError(f"{name}: file is larger than {MAX_FILE_BYTES} bytes; split the batch")
     try:
-        text = content.decode("utf-8-sig")
+        if content.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return content.decode("utf-16"), "utf-16"
+        return content.decode("utf-8-sig"), "utf-8"
     except UnicodeDecodeError as exc:
-        raise TopicFileError(f"{name}: not UTF-8 text ({exc.reason}); save it as UTF-8") from exc
-    if suffix == ".csv":
+        utf_error = exc
+    from charset_normalizer import from_bytes  # only for the rare file that is not UTF
+
+    guess = from_bytes(content, cp_isolation=list(LEGACY_ENCODINGS)).best()
+    if guess is None or "\x00" in str(guess):
+        raise TopicFileError(
+            f"{name}: not text in UTF-8, UTF-16 or a Windows code page ({utf_error.reason}); "
+            "save it as text (in Excel: CSV UTF-8)"
+        )
+    return str(guess), guess.encoding
+
+
+def _read_rows(name: str, text: str) -> list[dict[str, Any]]:
+    suffix = PurePath(name).suffix.lower()
+    # Excel's "Unicode Text" export is a .txt file of tab-separated columns under a header.
+    tabular_txt = suffix == ".txt" and "\t" in text.split("\n", 1)[0] and _delimiter(text) == "\t"
+    if suffix in (".csv", ".tsv") or tabular_txt:
         rows = _read_csv(name, text)
     elif suffix == ".txt":
         rows = [
@@ -120,6 +164,8 @@ def _read_rows(name: str, content: bytes) -> list[dict[str, Any]]:
             for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")
         ]
+    elif suffix == ".json":
+        rows = _read_json(name, text)
     else:
         rows = _read_yaml(name, text)
     if len(rows) > MAX_ROWS:
@@ -127,9 +173,21 @@ def _read_rows(name: str, content: bytes) -> list[dict[str, Any]]:
     return rows
 
 
+def _delimiter(text: str) -> str:
+    """The separator under which the header line names a 'topic' column (a comma if none does,
+    so the error shows the header as a comma-separated file would read)."""
+    header = text.split("\n", 1)[0].strip("\r")
+    for delimiter in CSV_DELIMITERS:
+        if "topic" in (f.strip().strip('"').strip().lower() for f in header.split(delimiter)):
+            return delimiter
+    return ","
+
+
 def _read_csv(name: str, text: str) -> list[dict[str, Any]]:
     try:
-        reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+        reader = csv.DictReader(
+            io.StringIO(text, newline=""), delimiter=_delimiter(text), strict=True
+        )
         fields = [f.strip().lower() for f in (reader.fieldnames or [])]
         if "topic" not in fields:
             raise TopicFileError(
@@ -153,6 +211,21 @@ def _read_yaml(name: str, text: str) -> list[dict[str, Any]]:
         raise TopicFileError(
             f"{name}: malformed YAML ({exc.__class__.__name__}); fix the syntax"
         ) from exc
+    return _rows_of(name, data)
+
+
+def _read_json(name: str, text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise TopicFileError(
+            f"{name}: malformed JSON ({exc.msg} at line {exc.lineno}); fix the syntax"
+        ) from exc
+    return _rows_of(name, data)
+
+
+def _rows_of(name: str, data: object) -> list[dict[str, Any]]:
+    """Rows from parsed YAML or JSON: a list of topics (strings or mappings), or 'topics:'."""
     if isinstance(data, dict) and "topics" in data:
         data = data["topics"]
     if not isinstance(data, list):

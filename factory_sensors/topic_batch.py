@@ -14,7 +14,7 @@ import dagster as dg
 from factory_assets.partitions import topics
 from factory_core.run_tags import new_batch_id, topic_run_tags
 from factory_core.slugs import InvalidChannelError, channel_slug
-from factory_core.topics_file import SUPPORTED_SUFFIXES, TopicFileError
+from factory_core.topics_file import TopicFileError, check_file_type
 from factory_resources.store import MediaStore
 from factory_sensors.intake import file_away, read_batch, record_batch
 from factory_sensors.jobs import produce_topic
@@ -47,13 +47,10 @@ def topic_batch_sensor(
         except InvalidChannelError as exc:
             context.log.warning(f"skipping {path.parent.name}/: {exc}")
             continue
-        if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-            file_away(
-                path,
-                "rejected",
-                json.dumps({"error": f"unsupported file type {path.suffix}"}),
-                store,
-            )
+        try:
+            check_file_type(path.name)  # before reading: a video dropped here is not read
+        except TopicFileError as exc:
+            file_away(path, "rejected", json.dumps({"error": str(exc)}), store)
             continue
         try:
             batch = read_batch(path, channel, store, context.instance)
@@ -63,7 +60,7 @@ def topic_batch_sensor(
             continue
         keys = [r.key for r in batch.accepted if r.key not in new_keys]
         new_keys.extend(keys)
-        report: dict[str, object] = {"channel": channel}
+        report: dict[str, object] = {"channel": channel, "encoding": batch.encoding}
         if keys:  # a file of nothing new (dropped again) is no batch
             owner = store.channel_profile(channel).owner
             batch_id = new_batch_id(channel, path.name)

@@ -96,6 +96,7 @@ def test_unreadable_file_is_rejected_with_the_reason(tmp_path: Path) -> None:
     inbox.mkdir(parents=True)
     (inbox / "bad.yaml").write_text("topics: [unclosed\n", encoding="utf-8")
     (inbox / "notes.docx").write_bytes(b"PK\x03\x04")
+    (inbox / "topics.xlsx").write_bytes(b"PK\x03\x04")
     with dg.instance_for_test() as instance:
         assert isinstance(_tick(instance, tmp_path), dg.SkipReason)
     reports = list((inbox / "rejected").glob("*.report.json"))
@@ -103,6 +104,23 @@ def test_unreadable_file_is_rejected_with_the_reason(tmp_path: Path) -> None:
     [docx_report] = [p for p in reports if p.name.endswith("-notes.docx.report.json")]
     assert "malformed YAML" in json.loads(yaml_report.read_text())["error"]
     assert "unsupported" in json.loads(docx_report.read_text())["error"]
+    [xlsx_report] = [p for p in reports if p.name.endswith("-topics.xlsx.report.json")]
+    assert "save it as CSV" in json.loads(xlsx_report.read_text())["error"]
+
+
+def test_a_windows_1251_excel_export_is_read_and_its_encoding_reported(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox" / "demo"
+    inbox.mkdir(parents=True)
+    (inbox / "темы.csv").write_bytes(
+        "topic;duration\r\nПочему кошки мурлычут;30\r\n".encode("cp1251")
+    )
+    with dg.instance_for_test() as instance:
+        result = _tick(instance, tmp_path)
+    assert isinstance(result, dg.SensorResult)
+    [key] = result.dynamic_partitions_requests[0].partition_keys
+    assert MediaStore(home=str(tmp_path)).load_request(key).topic == "Почему кошки мурлычут"
+    [report] = (inbox / "processed").glob("*.report.json")
+    assert json.loads(report.read_text())["encoding"] == "cp1251"
 
 
 def test_invalid_channel_folder_is_left_alone(tmp_path: Path) -> None:

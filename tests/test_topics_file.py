@@ -343,9 +343,12 @@ def test_a_rejected_row_does_not_reserve_its_key() -> None:
         ("bad.yaml", b"topics: [a, b\n", "malformed YAML"),
         ("tabs.yml", b"- a\n\t- b: [\n", "malformed YAML"),
         ("scalar.yaml", b"just a string", "expected a list"),
-        ("latin1.txt", "café topic\n".encode("latin-1"), "not UTF-8"),
-        ("latin1.csv", "topic\ncafé\n".encode("cp1252"), "not UTF-8"),
+        ("junk.csv", bytes(range(256)) * 4, "not text in UTF-8, UTF-16 or a Windows code page"),
+        ("photo.txt", b"\x89PNG\r\n\x1a\n" + bytes(range(200)), "not text"),
+        ("bad.json", b'[{"topic": "a",}]', "malformed JSON"),
+        ("scalar.json", b'"just a string"', "expected a list"),
         ("notes.docx", b"PK\x03\x04", "unsupported file type .docx"),
+        ("topics.xlsx", b"PK\x03\x04", "save it as CSV (in Excel: File > Save As > CSV UTF-8)"),
         ("noext", b"Black holes\n", "unsupported file type"),
     ],
 )
@@ -355,6 +358,57 @@ def test_whole_file_errors_name_the_file(name: str, content: bytes, fragment: st
     message = str(info.value)
     assert message.startswith(f"{name}:")
     assert fragment in message
+
+
+# --- What spreadsheets and other tools write ------------------------------------------------------
+
+
+def test_a_russian_excel_csv_in_windows_1251_with_semicolons_is_read() -> None:
+    text = 'topic;language;duration\r\nПочему небо голубое;ru;30\r\n"Кошки; собаки";;25\r\n'
+    batch = parse("темы.csv", text.encode("cp1251"))
+    assert batch.encoding == "cp1251"
+    assert [r.topic for r in batch.accepted] == ["Почему небо голубое", "Кошки; собаки"]
+    assert [r.duration_s for r in batch.accepted] == [30, 25]
+
+
+def test_an_english_windows_1252_file_keeps_its_accents_and_quotes() -> None:
+    batch = parse(
+        "topics.txt", "Café culture \u2014 the \u201cthird place\u201d\n".encode("cp1252")
+    )
+    assert batch.encoding in ("cp1252", "cp1251")  # the same characters in both
+    assert batch.accepted[0].topic == "Café culture \u2014 the \u201cthird place\u201d"
+
+
+def test_excel_unicode_text_utf16_tab_separated_with_a_header_is_read_as_columns() -> None:
+    text = "topic\tlanguage\tduration\r\nWhy cats purr\ten\t20\r\nПочему небо голубое\t\t\r\n"
+    batch = parse("export.txt", text.encode("utf-16"))
+    assert batch.encoding == "utf-16"
+    assert [(r.topic, r.duration_s) for r in batch.accepted] == [
+        ("Why cats purr", 20),
+        ("Почему небо голубое", 30),
+    ]
+    assert batch.accepted[1].language == Language.RU
+
+
+def test_a_txt_topic_with_a_tab_but_no_header_stays_one_topic_per_line() -> None:
+    batch = parse("t.txt", "Tides\tand the moon\nBlack holes\n")
+    assert [r.topic for r in batch.accepted] == ["Tides and the moon", "Black holes"]
+
+
+def test_tsv_reads_its_columns() -> None:
+    batch = parse("t.tsv", "Topic\tDuration\nHow tides work\t45\n")
+    assert [(r.topic, r.duration_s) for r in batch.accepted] == [("How tides work", 45)]
+    assert batch.encoding == "utf-8"
+
+
+def test_json_list_of_strings_and_mappings_and_the_topics_key() -> None:
+    listed = parse("a.json", '["How tides work", {"topic": "Black holes", "duration": 20}]')
+    assert [(r.topic, r.duration_s) for r in listed.accepted] == [
+        ("How tides work", 30),
+        ("Black holes", 20),
+    ]
+    keyed = parse("b.json", '{"topics": [{"topic": "Почему небо голубое"}]}')
+    assert keyed.accepted[0].language == Language.RU
 
 
 def test_file_error_names_the_file_not_its_folder() -> None:
