@@ -83,7 +83,8 @@ def script_problems(script: Script) -> list[str]:
     ):
         problems.append(
             f"estimated {script.estimated_duration_s:.1f}s is outside the "
-            f"{script.target_duration_s:.0f}s budget"
+            f"{script.target_duration_s:.0f}s budget; give the topic a longer duration, the "
+            "channel a faster voice, or a shorter script of your own"
         )
     problems.extend(metadata_problems(script.title, script.description, script.hashtags))
     return problems

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from factory_core.models import Language, Scene, Script, TopicRequest
 from factory_core.platforms import fit_description, fit_hashtags, fit_title
+from factory_core.quality import DURATION_TOLERANCE
 from factory_core.text import STOPWORDS, keywords, shorten, speakable, split_sentences
 from factory_core.timing import END_TAIL_S, estimate_duration
 
@@ -27,6 +28,10 @@ class _Templates:
     ctas: tuple[str, ...]
     fillers: tuple[str, ...]
     description: str
+    # The last resort of a short budget with a slow voice: the fewest words that still open
+    # and close a short.
+    brief_hook: str
+    brief_cta: str
 
 
 _EN = _Templates(
@@ -59,6 +64,8 @@ _EN = _Templates(
         "And it works more often than you would expect.",
     ),
     description="A thirty second explainer about {t}. New shorts every day.",
+    brief_hook="{s}, in brief.",
+    brief_cta="Follow for more.",
 )
 
 _RU = _Templates(
@@ -91,6 +98,8 @@ _RU = _Templates(
         "И это работает чаще, чем кажется.",
     ),
     description="Короткое объяснение на тему «{t}». Новые ролики каждый день.",
+    brief_hook="Коротко: «{s}».",
+    brief_cta="Подписывайтесь.",
 )
 
 _TEMPLATES = {Language.EN: _EN, Language.RU: _RU}
@@ -120,16 +129,45 @@ def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
     cps = chars_per_second
     seed = int(hashlib.sha256(request.key.encode()).hexdigest(), 16)
     subject = subject_of(request.topic)
-    hooks = _rotated([h.format(s=subject) for h in t.hooks], seed)
-    ctas = _rotated(list(t.ctas), seed >> 8)
     start = (seed >> 16) % len(t.points)
     order = [t.points[(start + i) % len(t.points)] for i in range(len(t.points))]
-
     budget = request.duration_s
+    # A long subject or a slow voice can make even the shortest script overrun a short budget
+    # (15 s): the hook then names a shorter head of the subject (the title keeps it whole), and
+    # at last the brief hook and call to action are used.
+    for max_words, brief in (
+        (None, False),
+        (6, False),
+        (4, False),
+        (3, False),
+        (3, True),
+        (2, True),
+    ):
+        spoken = subject
+        if max_words is not None:
+            spoken = shorten(subject, max_words=max_words, max_chars=60).rstrip(" ,;:-—")
+        hooks = [t.brief_hook] if brief else _rotated(list(t.hooks), seed)
+        ctas = [t.brief_cta] if brief else _rotated(list(t.ctas), seed >> 8)
+        best = _closest_fit([h.format(s=spoken) for h in hooks], ctas, order, cps, budget)
+        sentences = [s for scene in best for s in scene]
+        if estimate_duration(sentences, cps) <= budget * (1 + DURATION_TOLERANCE):
+            break
+    best = _pad_with_fillers(best, t.fillers, cps, budget, seed)
+    body_points = [" ".join(s) for s in best[1:-1]]
+    return _assemble(request, best, best[0][0], body_points, best[-1][0], cps, "composer")
+
+
+def _closest_fit(
+    hooks: list[str],
+    ctas: list[str],
+    order: list[tuple[str, str]],
+    cps: float,
+    budget: float,
+) -> list[list[str]]:
+    """Of three to five points, each with or without its follow-up, and every hook and call to
+    action, the script that fits the budget best. A later candidate must fit better by 0.25 s
+    to win, so near-ties keep the seeded hook and more points (more scenes keep it moving)."""
     best: list[list[str]] | None = None
-    # Try three to five points, each with or without its follow-up, and every hook and call to
-    # action; keep the fit closest to the budget. A later candidate must fit better by 0.25 s
-    # to win, so near-ties keep the seeded hook and more points (more scenes keep it moving).
     for hook in hooks:
         for cta in ctas:
             for n_points in (5, 4, 3):
@@ -145,9 +183,7 @@ def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
                     ):
                         best = candidate
     assert best is not None
-    best = _pad_with_fillers(best, t.fillers, cps, budget, seed)
-    body_points = [" ".join(s) for s in best[1:-1]]
-    return _assemble(request, best, best[0][0], body_points, best[-1][0], cps, "composer")
+    return best
 
 
 def _rotated(items: list[str], seed: int) -> list[str]:

@@ -103,6 +103,46 @@ def test_every_accepted_duration_can_be_met(language: Language, topic: str, budg
     assert script_problems(script) == []
 
 
+# The offline voices' measured pace at speed 1.0 (piper English, espeak-ng Russian).
+VOICE_CPS = {Language.EN: 10.2, Language.RU: 13.0}
+
+
+@pytest.mark.parametrize("speed", [0.8, 1.0, 1.4])
+@pytest.mark.parametrize(
+    ("language", "topic", "opening"),
+    [
+        (
+            Language.EN,
+            "Extraordinarily unpredictable thermodynamical characteristics of supercritical CO2",
+            "Extraordinarily unpredictable",
+        ),
+        (Language.EN, "50% of people love {curly} braces: a 'quote' test; C:/temp %d", "50%"),
+        (
+            Language.RU,
+            "Достопримечательности северо-западного федерального округа Российской Федерации",
+            "Достопримечательности северо-западного",
+        ),
+    ],
+)
+def test_a_long_subject_still_fits_the_shortest_budget(
+    language: Language, topic: str, opening: str, speed: float
+) -> None:
+    """The hook names a shorter head of a long subject rather than overrun 15 s (the second
+    topic failed its script check with the English voice at speed 1.0)."""
+    script = compose_script(request(topic, language, MIN_DURATION_S), VOICE_CPS[language] * speed)
+    assert script_problems(script) == []
+    assert opening in script.hook
+    assert script.title.startswith(opening)  # the title keeps the subject whole
+
+
+def test_a_budget_no_script_can_meet_says_what_to_change() -> None:
+    topic = "Extraordinarily unpredictable thermodynamical characteristics of supercritical CO2"
+    script = compose_script(request(topic, Language.EN, MIN_DURATION_S), 6.0)
+    [problem] = script_problems(script)
+    assert "outside the 15s budget" in problem
+    assert "longer duration" in problem and "faster voice" in problem
+
+
 def test_longer_budget_gives_a_longer_script() -> None:
     short = compose_script(request(EN_TOPIC, duration_s=20), CPS)
     long = compose_script(request(EN_TOPIC, duration_s=45), CPS)
