@@ -195,15 +195,20 @@ def _write_offline(
     if written.source == "composer":
         # The rate is an average; the real narration can run long or short (numbers, names).
         # Measure it with the voice and refit, at most twice; the last measure is the estimate.
+        # A refit can land further off than the one before (the composer's choices are
+        # discrete), so the closest measured script is kept.
         actual = pace.seconds(written.sentences)
-        tolerance = 0.04 * written.target_duration_s
-        while refits < 2 and abs(actual - written.target_duration_s) > tolerance:
+        target = written.target_duration_s
+        best, best_s = written, actual
+        while refits < 2 and abs(actual - target) > 0.04 * target:
             refits += 1
             fixed = written.estimated_duration_s - spoken_chars(written.narration) / rate
             rate = spoken_chars(written.narration) / max(1.0, actual - fixed)
             written = script_writer.write(topic.request, rate)
             actual = pace.seconds(written.sentences)
-        written = written.model_copy(update={"estimated_duration_s": round(actual, 2)})
+            if abs(actual - target) < abs(best_s - target):
+                best, best_s = written, actual
+        written = best.model_copy(update={"estimated_duration_s": round(best_s, 2)})
     return written, refits
 
 
