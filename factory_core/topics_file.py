@@ -29,6 +29,13 @@ LEGACY_ENCODINGS = ("cp1251", "cp1252")
 CSV_DELIMITERS = (",", ";", "\t", "|")
 SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods", ".numbers")
 CSV_COLUMNS = ("topic", "language", "style", "duration", "script", "narration")
+# Names for the languages detect_language can tell apart from the two the voices speak.
+LANGUAGE_NAMES = {
+    "kk": "Kazakh", "be": "Belarusian", "uk": "Ukrainian", "sr": "Serbian", "mk": "Macedonian",
+    "es": "Spanish", "de": "German", "fr": "French", "it": "Italian", "pt": "Portuguese",
+    "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "cs": "Czech", "hu": "Hungarian",
+    "sv": "Swedish", "ro": "Romanian", "da": "Danish", "no": "Norwegian", "fi": "Finnish",
+}  # fmt: skip
 NARRATION_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 
 
@@ -325,10 +332,11 @@ def _language(value: Any, text: str) -> Language:
             raise ValueError(f"language {given!r} is not supported; use 'en' or 'ru'")
         return _LANGUAGE_ALIASES[given]
     detected = detect_language(speakable(text))
-    if detected is None:
+    if detected not in ("en", "ru"):
+        found = f"reads as {LANGUAGE_NAMES.get(detected, detected)}, " if detected else "is "
         raise ValueError(
-            "topic is not in English or Russian, which the offline voices speak; "
-            "translate it or set the 'language' column to 'en' or 'ru'"
+            f"topic {found}not in English or Russian, which the voices speak; translate it, "
+            "or set the 'language' column to 'en' or 'ru' to narrate it as it is"
         )
     return Language(detected)
 
