@@ -148,7 +148,9 @@ def compose_script(request: TopicRequest, chars_per_second: float) -> Script:
             spoken = shorten(subject, max_words=max_words, max_chars=60).rstrip(" ,;:-—")
         hooks = [t.brief_hook] if brief else _rotated(list(t.hooks), seed)
         ctas = [t.brief_cta] if brief else _rotated(list(t.ctas), seed >> 8)
-        best = _closest_fit([h.format(s=spoken) for h in hooks], ctas, order, cps, budget)
+        # A hook may open with the subject ("{s}, in brief."), which can start in lower case.
+        opened = [(h := hook.format(s=spoken))[:1].upper() + h[1:] for hook in hooks]
+        best = _closest_fit(opened, ctas, order, cps, budget)
         sentences = [s for scene in best for s in scene]
         if estimate_duration(sentences, cps) <= budget * (1 + DURATION_TOLERANCE):
             break

@@ -135,6 +135,14 @@ def test_a_long_subject_still_fits_the_shortest_budget(
     assert script.title.startswith(opening)  # the title keeps the subject whole
 
 
+def test_the_brief_hook_opens_with_a_capital_letter() -> None:
+    # "why do ..." is lower-cased as a subject inside a sentence; opening one, it is capitalised.
+    topic = "Why do extraordinarily unpredictable thermodynamical characteristics matter"
+    script = compose_script(request(topic, Language.EN, MIN_DURATION_S), 8.0)
+    assert script.hook.startswith("Why do extraordinarily"), script.hook
+    assert script.hook.endswith(", in brief.")
+
+
 def test_a_budget_no_script_can_meet_says_what_to_change() -> None:
     topic = "Extraordinarily unpredictable thermodynamical characteristics of supercritical CO2"
     script = compose_script(request(topic, Language.EN, MIN_DURATION_S), 6.0)
