@@ -194,9 +194,9 @@ def _write_offline(
     refits = 0
     if written.source == "composer":
         # The rate is an average; the real narration can run long or short (numbers, names).
-        # Measure it with the voice and refit, at most twice; the last measure is the estimate.
-        # A refit can land further off than the one before (the composer's choices are
-        # discrete), so the closest measured script is kept.
+        # Measure it with the voice and refit, at most twice. A refit can land further off than
+        # the one before (the composer's choices are discrete), so the closest measured script
+        # is kept, its measure as the estimate.
         actual = pace.seconds(written.sentences)
         target = written.target_duration_s
         best, best_s = written, actual

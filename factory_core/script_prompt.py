@@ -21,7 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from factory_core.models import Language, Script, ScriptProviderSettings, TopicRequest
 from factory_core.platforms import fit_description, fit_hashtags, fit_title
 from factory_core.script_writer import MAX_SCENES, MIN_SCENES, timed_scenes
-from factory_core.text import clean_text, detect_language, keywords, speakable, split_sentences
+from factory_core.text import (
+    LANGUAGE_NAMES,
+    clean_text,
+    detect_language,
+    keywords,
+    speakable,
+    split_sentences,
+)
 from factory_core.timing import END_TAIL_S, SENTENCE_PAUSE_S, estimate_duration
 
 # One picture per 5-6 s keeps a short moving without cutting mid-thought.
@@ -33,8 +40,6 @@ CHARS_PER_SPOKEN_CHAR = 1.2
 SPOKEN_CHARS_PER_SENTENCE = 55
 # The approximation of tokens the estimate and the test fake share: four characters a token.
 CHARS_PER_TOKEN = 4
-
-LANGUAGE_NAMES = {Language.EN: "English", Language.RU: "Russian"}
 
 
 class LlmScene(BaseModel):

@@ -92,6 +92,14 @@ _NON_RUSSIAN_CYRILLIC = (
 LATIN_SCRIPT_LANGUAGES = (
     "en", "es", "de", "fr", "it", "pt", "nl", "pl", "tr", "cs", "hu", "sv", "ro", "da", "no", "fi",
 )  # fmt: skip
+# What each code detect_language returns is called, in messages.
+LANGUAGE_NAMES = {
+    "en": "English", "ru": "Russian",
+    "kk": "Kazakh", "be": "Belarusian", "uk": "Ukrainian", "sr": "Serbian", "mk": "Macedonian",
+    "es": "Spanish", "de": "German", "fr": "French", "it": "Italian", "pt": "Portuguese",
+    "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "cs": "Czech", "hu": "Hungarian",
+    "sv": "Swedish", "ro": "Romanian", "da": "Danish", "no": "Norwegian", "fi": "Finnish",
+}  # fmt: skip
 # A text is named non-English only this surely, and only from three words up: names and
 # two-word phrases ("El Niño explained", "Tesla vs Edison") are too short to tell.
 FOREIGN_MIN_PROBABILITY = 0.9

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from factory_core.models import Language, TopicRequest
 from factory_core.slugs import channel_slug, topic_key
-from factory_core.text import clean_text, detect_language, has_letters, speakable
+from factory_core.text import LANGUAGE_NAMES, clean_text, detect_language, has_letters, speakable
 
 MAX_TOPIC_CHARS = 500
 MAX_SCRIPT_CHARS = 3000
@@ -29,13 +29,6 @@ LEGACY_ENCODINGS = ("cp1251", "cp1252")
 CSV_DELIMITERS = (",", ";", "\t", "|")
 SPREADSHEET_SUFFIXES = (".xlsx", ".xls", ".ods", ".numbers")
 CSV_COLUMNS = ("topic", "language", "style", "duration", "script", "narration")
-# Names for the languages detect_language can tell apart from the two the voices speak.
-LANGUAGE_NAMES = {
-    "kk": "Kazakh", "be": "Belarusian", "uk": "Ukrainian", "sr": "Serbian", "mk": "Macedonian",
-    "es": "Spanish", "de": "German", "fr": "French", "it": "Italian", "pt": "Portuguese",
-    "nl": "Dutch", "pl": "Polish", "tr": "Turkish", "cs": "Czech", "hu": "Hungarian",
-    "sv": "Swedish", "ro": "Romanian", "da": "Danish", "no": "Norwegian", "fi": "Finnish",
-}  # fmt: skip
 NARRATION_SUFFIXES = (".wav", ".mp3", ".m4a", ".flac", ".ogg")
 
 
@@ -77,6 +70,7 @@ def parse_topic_file(
     """Validate every row; one bad row never rejects the others."""
     chan = channel_slug(channel)
     name = PurePath(filename).name
+    check_file_type(name)
     text, encoding = _decode(name, content)
     raw_rows = _read_rows(name, text)
     existing = set(existing_keys)
@@ -139,7 +133,6 @@ def _decode(name: str, content: bytes) -> tuple[str, str]:
     """The file's text and the encoding it was read in: UTF-8 (a BOM or not), UTF-16 with its
     BOM (Excel's "Unicode text"), else the Windows code page charset-normalizer finds coherent.
     Bytes that are none of these (a picture, a spreadsheet) are a file error."""
-    check_file_type(name)
     if len(content) > MAX_FILE_BYTES:
         raise TopicFileError(f"{name}: file is larger than {MAX_FILE_BYTES} bytes; split the batch")
     try:
